@@ -1,0 +1,49 @@
+"""Shared test configuration.
+
+The suite is written once against ``keras.ops`` and run once per backend:
+``KERAS_BACKEND=tensorflow pytest`` and ``KERAS_BACKEND=jax pytest``.
+Tests that only make sense on one backend skip with a reason.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.config.backend()
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR10_ARCHIVE = os.path.join(
+    os.path.dirname(REPO_ROOT), "shared", "data", "cifar10-jpeg.tar.gz"
+)
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend: {BACKEND}"
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """Each test starts from a clean Keras session and float32 policy."""
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def cifar10_archive():
+    """Path to the real CIFAR-10 JPEG archive when present (see shared/data)."""
+    if not os.path.exists(CIFAR10_ARCHIVE):
+        pytest.skip(f"CIFAR-10 archive not found at {CIFAR10_ARCHIVE}")
+    return CIFAR10_ARCHIVE
+
+
+def only_backends(*names):
+    """Decorator: skip a test unless the active backend is one of ``names``."""
+    return pytest.mark.skipif(
+        BACKEND not in names,
+        reason=f"needs backend in {names}, running {BACKEND}",
+    )
