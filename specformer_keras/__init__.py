@@ -1,0 +1,22 @@
+"""specformer-keras: SpecFormer's MSVP for robust Vision Transformers in Keras 3.
+
+Example:
+
+```python
+from specformer_keras import SpectralViT
+
+model = SpectralViT.from_preset("vit_micro_patch4_32", penalty=1e-3)
+```
+"""
+
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
+from specformer_keras.models.convert import apply_msvp
+from specformer_keras.models.spectral_vit import SpectralViT
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpectralMultiHeadAttention",
+    "SpectralViT",
+    "apply_msvp",
+]

@@ -1,0 +1,17 @@
+"""Keras layers: the MSVP attention layer and the ViT building blocks."""
+
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
+from specformer_keras.layers.vit_blocks import (
+    ClassTokenAndPosition,
+    EncoderBlock,
+    PatchEmbedding,
+    StochasticDepth,
+)
+
+__all__ = [
+    "ClassTokenAndPosition",
+    "EncoderBlock",
+    "PatchEmbedding",
+    "SpectralMultiHeadAttention",
+    "StochasticDepth",
+]

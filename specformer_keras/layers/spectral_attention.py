@@ -1,0 +1,320 @@
+"""`SpectralMultiHeadAttention`: multi-head attention with the MSVP penalty."""
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from specformer_keras.spectral import (
+    _normalize,
+    exact_spectral_norms,
+    power_iteration,
+    spectral_norm_estimate,
+)
+
+try:  # Reading a kernel without mixed-precision autocast (float32 power iteration).
+    from keras.src.backend import AutocastScope as _AutocastScope
+except ImportError:  # pragma: no cover - only if Keras moves this private class.
+    _AutocastScope = None
+
+PROJECTIONS = ("query", "key", "value")
+
+
+def normalize_penalty(penalty):
+    """Returns `penalty` as a `(lambda_q, lambda_k, lambda_v)` tuple of floats.
+
+    Args:
+        penalty: `None`, a non-negative number (the same lambda for query, key
+            and value) or a sequence of three non-negative numbers.
+
+    Returns:
+        A tuple of three Python floats.
+
+    Example:
+
+    ```python
+    from specformer_keras.layers.spectral_attention import normalize_penalty
+
+    assert normalize_penalty(1e-3) == (1e-3, 1e-3, 1e-3)
+    assert normalize_penalty((0.0, 1.0, 2)) == (0.0, 1.0, 2.0)
+    ```
+    """
+    if penalty is None:
+        return (0.0, 0.0, 0.0)
+    if isinstance(penalty, bool):
+        raise TypeError(
+            "`penalty` must be a non-negative number or a sequence of three "
+            f"non-negative numbers (lambda_q, lambda_k, lambda_v). Received: "
+            f"penalty={penalty!r}"
+        )
+    if isinstance(penalty, numbers.Real):
+        values = (float(penalty),) * 3
+    else:
+        try:
+            values = tuple(float(p) for p in penalty)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "`penalty` must be a non-negative number or a sequence of three "
+                "non-negative numbers (lambda_q, lambda_k, lambda_v). Received: "
+                f"penalty={penalty!r}"
+            ) from None
+        if len(values) != 3:
+            raise ValueError(
+                "`penalty` as a sequence must have exactly 3 values "
+                "(lambda_q, lambda_k, lambda_v). "
+                f"Received: penalty={penalty!r} with {len(values)} values"
+            )
+    if any(not np.isfinite(v) or v < 0 for v in values):
+        raise ValueError(
+            "`penalty` values must be finite and >= 0 (0 disables a projection's "
+            f"penalty). Received: penalty={penalty!r}"
+        )
+    return values
+
+
+@keras.saving.register_keras_serializable(package="specformer_keras")
+class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """Multi-head attention with Maximum Singular Value Penalization (MSVP).
+
+    A drop-in replacement for `keras.layers.MultiHeadAttention` (same
+    arguments, same call signature, same outputs) from SpecFormer
+    (Hu et al., ECCV 2024, https://arxiv.org/abs/2402.03317). For every
+    penalized projection P in {query, key, value}, head `h` uses the matrix
+    `W_h = kernel[:, h, :]` of shape `(d_model, head_dim)`. Each training call
+    runs `power_iterations` steps of power iteration for all heads at once
+    (non-trainable float32 state `u` of shape `(num_heads, d_model)` and `v` of
+    shape `(num_heads, head_dim)`, no gradient through them), estimates
+    `sigma_h = u_h^T W_h v_h` and adds
+
+        sum_P lambda_P * sum_h sigma_h ** 2
+
+    to the layer's losses with `add_loss`. Bounding the largest singular
+    values of the projections bounds the local Lipschitz constant of
+    self-attention. Calls with `training=False` neither update `u`/`v` nor add
+    a loss, so inference and attacks see the plain attention layer.
+
+    Args:
+        num_heads: Number of attention heads.
+        key_dim: Size of each attention head for query and key.
+        penalty: MSVP weight lambda. A float applies the same weight to query,
+            key and value; a 3-tuple `(lambda_q, lambda_k, lambda_v)` sets them
+            separately; 0 disables a projection's penalty. `None` or 0
+            everywhere gives a plain `MultiHeadAttention` with no extra state
+            or compute. Defaults to `0.0`.
+        power_iterations: Power-iteration steps per training call (>= 1).
+            Defaults to `1`.
+        **kwargs: Every other argument of `keras.layers.MultiHeadAttention`
+            (`value_dim`, `dropout`, `use_bias`, `output_shape`,
+            `attention_axes`, initializers, regularizers, constraints, `seed`
+            which also seeds the initial `u`/`v`, `name`, `dtype`, ...).
+
+    Call arguments:
+        Exactly those of `keras.layers.MultiHeadAttention`: `query`, `value`,
+        `key=None`, masks, `return_attention_scores=False`, `training=None`,
+        `use_causal_mask=False`.
+
+    Returns:
+        The attention output (and scores if requested), as the parent layer.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras import SpectralMultiHeadAttention
+
+    layer = SpectralMultiHeadAttention(num_heads=2, key_dim=8, penalty=1e-3, seed=0)
+    x = np.random.rand(4, 5, 16).astype("float32")
+    y = layer(x, x, training=True)      # one power-iteration step, adds the penalty
+    assert y.shape == (4, 5, 16) and len(layer.losses) == 1
+    sigmas = layer.spectral_norms()     # {"query": (2,), "key": (2,), "value": (2,)}
+    exact = layer.spectral_norms(exact=True)
+    ```
+
+    Reference:
+        Hu et al., "Towards Understanding Robustness of Vision Transformers
+        through the Lens of Spectral Analysis / SpecFormer: Guarding Vision
+        Transformer Robustness via Maximum Singular Value Penalization",
+        ECCV 2024.
+    """
+
+    def __init__(self, num_heads, key_dim, penalty=0.0, power_iterations=1, **kwargs):
+        self._penalty_config = penalty
+        lambdas = normalize_penalty(penalty)
+        if (
+            isinstance(power_iterations, bool)
+            or not isinstance(power_iterations, numbers.Integral)
+            or power_iterations < 1
+        ):
+            raise ValueError(
+                "`power_iterations` must be an integer >= 1. "
+                f"Received: power_iterations={power_iterations!r}"
+            )
+        super().__init__(num_heads=num_heads, key_dim=key_dim, **kwargs)
+        self.lambdas = dict(zip(PROJECTIONS, lambdas))
+        self.power_iterations = int(power_iterations)
+        self._spectral_state = {}
+
+    @property
+    def penalty(self):
+        """The penalty as given to the constructor (float or 3-tuple)."""
+        return self._penalty_config
+
+    @property
+    def penalized_projections(self):
+        """Names of the projections with a non-zero lambda, e.g. `("query", "key")`."""
+        return tuple(p for p in PROJECTIONS if self.lambdas[p] > 0)
+
+    def _projection_dense(self, name):
+        return {
+            "query": self._query_dense,
+            "key": self._key_dense,
+            "value": self._value_dense,
+        }[name]
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        initializer = keras.initializers.RandomNormal(seed=self.seed)
+        for name in self.penalized_projections:
+            kernel_shape = tuple(self._projection_dense(name).kernel.shape)
+            d_in, num_heads, head_dim = kernel_shape
+            u = self.add_weight(
+                name=f"{name}_u",
+                shape=(num_heads, d_in),
+                initializer=initializer,
+                trainable=False,
+                autocast=False,
+                dtype="float32",
+                aggregation="none",
+            )
+            v = self.add_weight(
+                name=f"{name}_v",
+                shape=(num_heads, head_dim),
+                initializer=initializer,
+                trainable=False,
+                autocast=False,
+                dtype="float32",
+                aggregation="none",
+            )
+            self._spectral_state[name] = (u, v)
+
+    def _float32_kernel(self, name):
+        kernel = self._projection_dense(name).kernel
+        if _AutocastScope is not None:
+            with _AutocastScope(None):
+                return ops.cast(kernel.value, "float32")
+        return ops.cast(kernel, "float32")
+
+    def msvp_penalty(self, update=False):
+        """Returns `sum_P lambda_P * sum_h sigma_h^2` as a float32 scalar.
+
+        Args:
+            update: If True, first runs `power_iterations` steps and assigns the
+                new `u`/`v` (what a training call does). Defaults to False.
+
+        Returns:
+            A scalar tensor, differentiable with respect to the kernels.
+        """
+        total = ops.zeros((), dtype="float32")
+        for name in self.penalized_projections:
+            u_var, v_var = self._spectral_state[name]
+            kernel = self._float32_kernel(name)
+            if update:
+                u, v = power_iteration(kernel, u_var.value, self.power_iterations)
+                u_var.assign(u)
+                v_var.assign(v)
+            else:
+                u, v = _normalize(u_var.value), _normalize(v_var.value)
+            sigma = spectral_norm_estimate(kernel, u, v)
+            total = total + self.lambdas[name] * ops.sum(ops.square(sigma))
+        return total
+
+    def warmup_power_iteration(self, iterations=20):
+        """Runs `iterations` power-iteration steps now and stores `u`/`v`.
+
+        Useful after loading pretrained kernels, so the first training
+        penalty already uses converged singular vectors. Adds no loss.
+
+        Args:
+            iterations: Number of steps (>= 1).
+        """
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, int)
+            or iterations < 1
+        ):
+            raise ValueError(
+                f"`iterations` must be an integer >= 1. Received: iterations={iterations!r}"
+            )
+        for name in self.penalized_projections:
+            u_var, v_var = self._spectral_state[name]
+            u, v = power_iteration(self._float32_kernel(name), u_var.value, iterations)
+            u_var.assign(u)
+            v_var.assign(v)
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        if training and self._spectral_state:
+            self.add_loss(self.msvp_penalty(update=True))
+        return super().call(
+            query,
+            value,
+            key=key,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+            use_causal_mask=use_causal_mask,
+        )
+
+    def spectral_norms(self, exact=False):
+        """Per-head largest singular values of the projections.
+
+        Args:
+            exact: If False (default), the current power-iteration estimates
+                `u_h^T W_h v_h` for the penalized projections. If True, exact
+                values from an SVD for query, key and value.
+
+        Returns:
+            A dict `{"query": np.ndarray (num_heads,), "key": ..., "value": ...}`.
+        """
+        if not self.built:
+            raise ValueError(
+                f"Layer {self.name!r} is not built yet; call it on inputs first."
+            )
+        if exact:
+            return {
+                name: exact_spectral_norms(self._float32_kernel(name))
+                for name in PROJECTIONS
+            }
+        norms = {}
+        for name in self.penalized_projections:
+            u_var, v_var = self._spectral_state[name]
+            sigma = spectral_norm_estimate(
+                self._float32_kernel(name),
+                _normalize(u_var.value),
+                _normalize(v_var.value),
+            )
+            norms[name] = ops.convert_to_numpy(sigma)
+        return norms
+
+    def get_config(self):
+        config = super().get_config()
+        penalty = self._penalty_config
+        if penalty is not None and not isinstance(penalty, numbers.Real):
+            penalty = [float(p) for p in penalty]
+        config.update({"penalty": penalty, "power_iterations": self.power_iterations})
+        return config

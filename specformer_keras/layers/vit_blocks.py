@@ -1,0 +1,348 @@
+"""Vision Transformer building blocks: patches, tokens, drop path, encoder block."""
+
+import keras
+from keras import ops
+
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
+
+_PACKAGE = "specformer_keras"
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+
+
+def _check_rate(name, value):
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PatchEmbedding(keras.layers.Layer):
+    """Splits images into non-overlapping patches and projects each to `hidden_dim`.
+
+    Args:
+        patch_size: Side of the square patches, in pixels.
+        hidden_dim: Size of each patch embedding.
+        **kwargs: Base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        images: `(batch, height, width, channels)` tensor.
+
+    Returns:
+        `(batch, num_patches, hidden_dim)` tensor.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.layers import PatchEmbedding
+
+    tokens = PatchEmbedding(patch_size=4, hidden_dim=8)(np.zeros((2, 16, 16, 3)))
+    assert tokens.shape == (2, 16, 8)
+    ```
+    """
+
+    def __init__(self, patch_size, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("patch_size", patch_size)
+        _check_positive_int("hidden_dim", hidden_dim)
+        self.patch_size = patch_size
+        self.hidden_dim = hidden_dim
+        self.projection = keras.layers.Conv2D(
+            hidden_dim,
+            kernel_size=patch_size,
+            strides=patch_size,
+            padding="valid",
+            dtype=self.dtype_policy,
+            name="projection",
+        )
+
+    def build(self, input_shape):
+        self.projection.build(input_shape)
+
+    def call(self, images):
+        x = self.projection(images)
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1] * shape[2], self.hidden_dim))
+
+    def compute_output_shape(self, input_shape):
+        h, w = input_shape[1], input_shape[2]
+        n = (
+            None
+            if h is None or w is None
+            else (h // self.patch_size) * (w // self.patch_size)
+        )
+        return (input_shape[0], n, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"patch_size": self.patch_size, "hidden_dim": self.hidden_dim})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ClassTokenAndPosition(keras.layers.Layer):
+    """Optionally prepends a learned class token, then adds learned positions.
+
+    Args:
+        num_patches: Number of patch tokens.
+        use_class_token: Whether to prepend a class token. Defaults to True.
+        **kwargs: Base `keras.layers.Layer` arguments.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.layers import ClassTokenAndPosition
+
+    out = ClassTokenAndPosition(num_patches=4)(np.zeros((2, 4, 8), "float32"))
+    assert out.shape == (2, 5, 8)
+    ```
+    """
+
+    def __init__(self, num_patches, use_class_token=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("num_patches", num_patches)
+        self.num_patches = num_patches
+        self.use_class_token = bool(use_class_token)
+
+    def build(self, input_shape):
+        hidden_dim = input_shape[-1]
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        if self.use_class_token:
+            self.class_token = self.add_weight(
+                name="class_token", shape=(1, 1, hidden_dim), initializer="zeros"
+            )
+        num_tokens = self.num_patches + int(self.use_class_token)
+        self.position_embedding = self.add_weight(
+            name="position_embedding",
+            shape=(1, num_tokens, hidden_dim),
+            initializer=init,
+        )
+
+    def call(self, tokens):
+        if self.use_class_token:
+            batch = ops.shape(tokens)[0]
+            cls = ops.broadcast_to(
+                ops.cast(self.class_token, tokens.dtype),
+                (batch, 1, ops.shape(tokens)[-1]),
+            )
+            tokens = ops.concatenate([cls, tokens], axis=1)
+        return tokens + ops.cast(self.position_embedding, tokens.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (
+            input_shape[0],
+            self.num_patches + int(self.use_class_token),
+            input_shape[-1],
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"num_patches": self.num_patches, "use_class_token": self.use_class_token}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Drops a residual branch per example with probability `rate` while training.
+
+    Args:
+        rate: Drop probability in [0, 1).
+        seed: Optional seed.
+        **kwargs: Base `keras.layers.Layer` arguments.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.layers import StochasticDepth
+
+    x = np.ones((4, 3, 2), "float32")
+    assert (StochasticDepth(0.5)(x, training=False) == x).all()
+    ```
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_rate("rate", rate)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.rate else None
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        return ops.where(mask, x / keep, ops.zeros_like(x))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EncoderBlock(keras.layers.Layer):
+    """Pre-norm Transformer encoder block with a swappable attention class.
+
+    `x + DropPath(Attention(LN(x)))`, then `x + DropPath(MLP(LN(x)))` with a GELU
+    MLP. The attention layer is `attention_cls(num_heads=..., key_dim=...,
+    dropout=..., **attention_kwargs)`; by default `SpectralMultiHeadAttention`
+    with `penalty` and `power_iterations`.
+
+    Args:
+        hidden_dim: Token size.
+        num_heads: Attention heads; must divide `hidden_dim`.
+        mlp_dim: Hidden size of the MLP.
+        penalty: MSVP lambda (float or 3-tuple); 0 gives plain attention.
+        power_iterations: Power-iteration steps per training call.
+        dropout_rate: Dropout after the MLP layers and the attention output.
+        attention_dropout: Dropout on the attention probabilities.
+        drop_path_rate: Stochastic-depth rate for both residual branches.
+        layer_norm_epsilon: LayerNorm epsilon.
+        attention_cls: Attention layer class with the
+            `keras.layers.MultiHeadAttention` interface. Defaults to
+            `SpectralMultiHeadAttention`.
+        seed: Optional seed for u/v initialization, dropout and drop path.
+        **kwargs: Base `keras.layers.Layer` arguments.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.layers import EncoderBlock
+
+    block = EncoderBlock(hidden_dim=16, num_heads=2, mlp_dim=32, penalty=1e-3)
+    y = block(np.zeros((2, 5, 16), "float32"), training=True)
+    assert y.shape == (2, 5, 16) and len(block.losses) == 1
+    ```
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        mlp_dim,
+        penalty=0.0,
+        power_iterations=1,
+        dropout_rate=0.0,
+        attention_dropout=0.0,
+        drop_path_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        attention_cls=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("hidden_dim", hidden_dim),
+            ("num_heads", num_heads),
+            ("mlp_dim", mlp_dim),
+        ):
+            _check_positive_int(name, value)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. "
+                f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
+        for name, value in (
+            ("dropout_rate", dropout_rate),
+            ("attention_dropout", attention_dropout),
+            ("drop_path_rate", drop_path_rate),
+        ):
+            _check_rate(name, value)
+        if isinstance(attention_cls, str):
+            attention_cls = keras.saving.get_registered_object(attention_cls)
+        self.attention_cls = attention_cls or SpectralMultiHeadAttention
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.penalty = penalty
+        self.power_iterations = power_iterations
+        self.dropout_rate = dropout_rate
+        self.attention_dropout = attention_dropout
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.seed = seed
+
+        policy = self.dtype_policy
+        attention_kwargs = {}
+        if issubclass(self.attention_cls, SpectralMultiHeadAttention):
+            attention_kwargs = {
+                "penalty": penalty,
+                "power_iterations": power_iterations,
+            }
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=policy, name="norm1"
+        )
+        self.attention = self.attention_cls(
+            num_heads=num_heads,
+            key_dim=hidden_dim // num_heads,
+            dropout=attention_dropout,
+            seed=seed,
+            dtype=policy,
+            name="attention",
+            **attention_kwargs,
+        )
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=policy, name="norm2"
+        )
+        self.mlp_in = keras.layers.Dense(
+            mlp_dim, activation="gelu", dtype=policy, name="mlp_in"
+        )
+        self.mlp_out = keras.layers.Dense(hidden_dim, dtype=policy, name="mlp_out")
+        self.dropout = keras.layers.Dropout(dropout_rate, seed=seed, dtype=policy)
+        self.drop_path = StochasticDepth(drop_path_rate, seed=seed, dtype=policy)
+
+    def build(self, input_shape):
+        self.norm1.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.norm2.build(input_shape)
+        self.mlp_in.build(input_shape)
+        self.mlp_out.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+
+    def call(self, x, training=None):
+        h = self.norm1(x)
+        h = self.attention(h, h, training=training)
+        x = x + self.drop_path(self.dropout(h, training=training), training=training)
+        h = self.mlp_in(self.norm2(x))
+        h = self.dropout(h, training=training)
+        h = self.dropout(self.mlp_out(h), training=training)
+        return x + self.drop_path(h, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        penalty = self.penalty
+        if penalty is not None and not isinstance(penalty, (int, float)):
+            penalty = [float(p) for p in penalty]
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "penalty": penalty,
+                "power_iterations": self.power_iterations,
+                "dropout_rate": self.dropout_rate,
+                "attention_dropout": self.attention_dropout,
+                "drop_path_rate": self.drop_path_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "attention_cls": keras.saving.get_registered_name(self.attention_cls),
+                "seed": self.seed,
+            }
+        )
+        return config
