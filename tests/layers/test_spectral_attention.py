@@ -250,7 +250,7 @@ def test_trains_inside_every_model_style(style, jit_compile):
     x = np.random.default_rng(0).random((8, 5, 8)).astype("float32")
     y = np.arange(8) % 2
     mha = [
-        l for l in model._flatten_layers() if isinstance(l, SpectralMultiHeadAttention)
+        m for m in model._flatten_layers() if isinstance(m, SpectralMultiHeadAttention)
     ][0]
     model(x)  # build
     before = state(mha)
