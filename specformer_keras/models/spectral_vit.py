@@ -199,6 +199,7 @@ class SpectralViT(keras.Model):
         else:
             x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
         logits = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)
+        kwargs.setdefault("name", "spectral_vit")
         super().__init__(inputs=images, outputs=logits, **kwargs)
 
         # === Config ===
