@@ -1,0 +1,277 @@
+"""Square Attack (Andriushchenko et al., ECCV 2020), the gradient-free part of AutoAttack.
+
+A random search that only queries the model's logits: start from vertical
+stripes of ``+-eps`` and, at each query, change one random square window of the
+current best perturbation to a random ``+-2 eps`` colour per channel (then clip
+to the eps ball and ``[0, 1]``); keep the change when it lowers the margin
+``z_y - max_{j != y} z_j`` or misclassifies the point. The window covers a
+fraction ``p`` of the image, starting at ``p_init = 0.8`` and halved after
+queries 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000. AutoAttack
+"standard" uses 5000 queries, ``p_init=0.8``, 1 restart, the margin loss and
+no rescaling of that schedule (``rescale_schedule=False``; with ``True`` the
+query index is mapped to ``i * 10000 / n_queries`` first, the default of the
+standalone Square Attack).
+
+As in fra31/auto-attack ``square.py``, a query's window position and colours
+are shared by the whole batch; points already misclassified stop changing.
+All random numbers are drawn up front with numpy from ``seed``, so TF and JAX
+see the same ones.
+
+Paper: https://arxiv.org/abs/1912.00049
+"""
+
+import numpy as np
+from keras import ops
+
+from specformer_keras.attacks import _autoattack_common as common
+
+SCHEDULE_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def window_fraction(iteration, p_init=0.8, n_queries=5000, rescale_schedule=False):
+    """The Square Attack's ``p`` (fraction of pixels changed) at a query.
+
+    Args:
+        iteration: 0-based query index.
+        p_init: initial fraction (0.8).
+        n_queries: total queries, used only when ``rescale_schedule``.
+        rescale_schedule: map the index to ``iteration * 10000 / n_queries``.
+
+    Returns:
+        ``p_init / 2**k`` with ``k`` the number of schedule points
+        (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000) below the index.
+
+    Example:
+
+    ```python
+    from specformer_keras.attacks.square import window_fraction
+
+    window_fraction(0), window_fraction(11), window_fraction(4999)  # 0.8, 0.4, 0.0125
+    ```
+    """
+    if rescale_schedule:
+        iteration = int(iteration / n_queries * 10000)
+    halvings = sum(iteration > point for point in SCHEDULE_POINTS)
+    return p_init / 2**halvings
+
+
+def draw_square_randomness(seed, batch, shape, n_queries, p_init, rescale_schedule):
+    """Random numbers of a Linf Square run (numpy, reproducible from ``seed``).
+
+    Args:
+        seed: integer seed (or None for fresh entropy).
+        batch: number of examples.
+        shape: ``(height, width, channels)``.
+        n_queries: number of queries.
+        p_init: initial window fraction.
+        rescale_schedule: see `window_fraction`.
+
+    Returns:
+        dict of float32 arrays ``stripes (batch, 1, width, channels)`` of
+        ``+-1``, ``sizes (n_queries,)`` window side lengths, ``offsets
+        (n_queries, 2)`` window corners and ``colours (n_queries, channels)`` of
+        ``+-1``.
+    """
+    height, width, channels = shape
+    rng = np.random.default_rng(seed)
+    sizes = np.array(
+        [
+            max(
+                int(
+                    round(
+                        np.sqrt(
+                            window_fraction(i, p_init, n_queries, rescale_schedule)
+                            * height
+                            * width
+                        )
+                    )
+                ),
+                1,
+            )
+            for i in range(n_queries)
+        ],
+        "int32",
+    )
+    sizes = np.minimum(sizes, min(height, width))
+    uniform = rng.uniform(size=(n_queries, 2))
+    offsets = np.stack(
+        [
+            np.floor(uniform[:, 0] * (height - sizes)),
+            np.floor(uniform[:, 1] * (width - sizes)),
+        ],
+        axis=1,
+    ).astype("int32")
+    return {
+        "stripes": rng.choice([-1.0, 1.0], size=(batch, 1, width, channels)).astype(
+            "float32"
+        ),
+        "sizes": sizes,
+        "offsets": offsets,
+        "colours": rng.choice([-1.0, 1.0], size=(n_queries, channels)).astype(
+            "float32"
+        ),
+    }
+
+
+def margin(logits, y):
+    """``z_y - max_{j != y} z_j`` per example (negative iff misclassified)."""
+    classes = ops.shape(logits)[-1]
+    one_hot = ops.one_hot(ops.cast(y, "int32"), classes, dtype=logits.dtype)
+    true_logit = ops.sum(logits * one_hot, axis=-1)
+    other = ops.max(logits - one_hot * 1e9, axis=-1)
+    return true_logit - other
+
+
+def square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours):
+    """One Linf Square Attack run as a pure ``keras.ops`` while loop.
+
+    Args:
+        logits_fn: ``x -> logits``.
+        x: clean images ``(batch, height, width, channels)`` in ``[0, 1]``.
+        y: int labels ``(batch,)``.
+        eps: Linf budget.
+        stripes, sizes, offsets, colours: from `draw_square_randomness`.
+
+    Returns:
+        ``(x_best, margin_best, queries_used)``.
+    """
+    y = ops.cast(y, "int32")
+    height, width = ops.shape(x)[1], ops.shape(x)[2]
+    rows = ops.reshape(ops.arange(height, dtype="int32"), (1, -1, 1, 1))
+    cols = ops.reshape(ops.arange(width, dtype="int32"), (1, 1, -1, 1))
+    n_queries = ops.shape(sizes)[0]
+    x_best = ops.clip(x + eps * stripes, 0.0, 1.0)
+    margin_best = margin(logits_fn(x_best), y)
+
+    def cond(i, x_best, margin_best):
+        return ops.logical_and(i < n_queries, ops.any(margin_best > 0))
+
+    def body(i, x_best, margin_best):
+        size = ops.take(sizes, i)
+        corner = ops.take(offsets, i, axis=0)
+        top, left = corner[0], corner[1]
+        window = ops.logical_and(
+            ops.logical_and(rows >= top, rows < top + size),
+            ops.logical_and(cols >= left, cols < left + size),
+        )
+        colour = ops.reshape(ops.take(colours, i, axis=0), (1, 1, 1, -1))
+        change = 2.0 * eps * ops.cast(window, x.dtype) * colour
+        x_new = ops.clip(ops.clip(x_best + change, x - eps, x + eps), 0.0, 1.0)
+        new_margin = margin(logits_fn(x_new), y)
+        # Margin loss: the loss is the margin itself; accept lower or fooled.
+        accept = ops.logical_and(
+            margin_best > 0,
+            ops.logical_or(new_margin < margin_best, new_margin <= 0),
+        )
+        x_best = ops.where(common.expand_to(accept, x), x_new, x_best)
+        margin_best = ops.where(accept, new_margin, margin_best)
+        return i + 1, x_best, margin_best
+
+    i, x_best, margin_best = ops.while_loop(
+        cond, body, (ops.convert_to_tensor(0, "int32"), x_best, margin_best)
+    )
+    return x_best, margin_best, i
+
+
+def square(
+    model,
+    x,
+    y,
+    eps,
+    norm="linf",
+    n_queries=5000,
+    p_init=0.8,
+    restarts=1,
+    seed=None,
+    rescale_schedule=False,
+):
+    """Square Attack: gradient-free random search on the margin loss.
+
+    AutoAttack "standard": ``n_queries=5000``, ``p_init=0.8``, ``restarts=1``,
+    margin loss, ``rescale_schedule=False`` (see the module docstring). Each
+    restart runs only on the points not yet misclassified, as one compiled
+    while loop that stops early when every point is misclassified. Only the
+    logits are used (no gradients). Only ``norm="linf"`` is implemented; the L2
+    version raises `NotImplementedError`.
+
+    Args:
+        model: Keras model mapping images ``(batch, height, width, channels)``
+            in ``[0, 1]`` to logits.
+        x: images in ``[0, 1]``.
+        y: integer labels ``(batch,)``.
+        eps: Linf budget.
+        norm: ``"linf"`` (``"l2"`` is not implemented).
+        n_queries: queries per restart.
+        p_init: initial fraction of pixels in the square window.
+        restarts: restarts.
+        seed: seed of all random draws (None: fresh randomness).
+        rescale_schedule: rescale the ``p`` schedule to ``n_queries``.
+
+    Returns:
+        Inputs of x's shape and dtype: the misclassified point found, else x.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    from specformer_keras.attacks import square
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    x = np.random.default_rng(0).uniform(size=(2, 4, 4, 1)).astype("float32")
+    x_adv = square(model, x, np.array([0, 1]), eps=8 / 255, n_queries=20, seed=0)
+    ```
+    """
+    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
+    common.check_norm(norm)
+    if norm != "linf":
+        raise NotImplementedError(
+            "Square Attack is implemented for norm='linf' only; the L2 version "
+            f"(windows of eta(s) patterns) is not written yet. Received: norm={norm!r}"
+        )
+    if x_np.ndim != 4:
+        raise ValueError(
+            "Square Attack needs images of shape (batch, height, width, channels). "
+            f"Received: x.shape={x_np.shape}"
+        )
+    n_queries = common.check_positive_int("n_queries", n_queries)
+    restarts = common.check_positive_int("restarts", restarts)
+    p_init = common.check_fraction("p_init", p_init)
+    seed = common.check_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def body(evaluate_fn, logits_fn, x, y, stripes, sizes, offsets, colours):
+        return square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours)
+
+    run = common.compile_body(model, ("square", float(eps)), body)
+    robust = common.predict_labels(model, x_np) == y_np
+    result = x_np.copy()
+    for _ in range(restarts):
+        index = np.flatnonzero(robust)
+        if index.size == 0:
+            break
+        size = common.bucket_size(index.size)
+        draws = draw_square_randomness(
+            int(rng.integers(2**31)),
+            size,
+            x_np.shape[1:],
+            n_queries,
+            p_init,
+            rescale_schedule,
+        )
+        x_sub = common.pad_rows(x_np[index], size)
+        y_sub = common.pad_rows(y_np[index].astype("int32"), size)
+        best, best_margin, _ = run(
+            x_sub,
+            y_sub,
+            draws["stripes"],
+            draws["sizes"],
+            draws["offsets"],
+            draws["colours"],
+        )
+        best = np.asarray(best)[: index.size]
+        fooled = np.asarray(best_margin)[: index.size] <= 0
+        fooled &= common.predict_labels(model, best) != y_np[index]
+        result[index[fooled]] = best[fooled]
+        robust[index[fooled]] = False
+    return common.restore_type(result, x, dtype)

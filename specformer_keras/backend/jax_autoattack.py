@@ -1,0 +1,64 @@
+"""JAX compilation of the AutoAttack components' loops.
+
+`compile_body(model, key, body)` wraps ``body(evaluate_fn, logits_fn, *tensors)``
+(a pure ``keras.ops`` function, loops included) in ``jax.jit`` over
+``model.stateless_call(trainable, non_trainable, x, training=False)``; the
+variable values are arguments of the compiled function (not baked-in
+constants), so the cache stays valid when the weights change. Input gradients
+come from ``jax.value_and_grad`` with respect to ``x``. Compiled functions are
+cached per model (weakly) and ``key``; JAX retraces per input shape.
+"""
+
+import weakref
+
+import jax
+import numpy as np
+from keras import ops
+
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def compile_body(model, key, body):
+    """Compiled numpy-in / numpy-out runner of ``body`` (see module docstring).
+
+    Args:
+        model: Keras model returning logits.
+        key: hashable description of the static settings closed over by body.
+        body: ``body(evaluate_fn, logits_fn, *tensors) -> tuple of tensors`` with
+            ``evaluate_fn(loss_fn, x, *loss_args) -> (loss, d sum(loss)/dx, logits)``.
+
+    Returns:
+        ``run(*arrays) -> tuple of numpy arrays``.
+    """
+    per_model = _CACHE.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+
+    def inner(trainable, non_trainable, *tensors):
+        def logits_fn(x):
+            logits, _ = model.stateless_call(
+                trainable, non_trainable, x, training=False
+            )
+            return ops.cast(logits, "float32")
+
+        def evaluate_fn(loss_fn, x, *loss_args):
+            def total(x):
+                logits = logits_fn(x)
+                loss = loss_fn(logits, *loss_args)
+                return ops.sum(loss), (loss, logits)
+
+            (_, (loss, logits)), grad = jax.value_and_grad(total, has_aux=True)(x)
+            return loss, grad, logits
+
+        return body(evaluate_fn, logits_fn, *tensors)
+
+    compiled = jax.jit(inner)
+
+    def run(*arrays):
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        outputs = compiled(trainable, non_trainable, *arrays)
+        return tuple(np.asarray(o) for o in outputs)
+
+    per_model[key] = run
+    return run
