@@ -9,13 +9,26 @@ model = SpectralViT.from_preset("vit_micro_patch4_32", penalty=1e-3)
 ```
 """
 
+from specformer_keras.callbacks import SpectralNormMonitor
+from specformer_keras.data import DatasetUnavailableError, load_dataset
 from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
 from specformer_keras.models.convert import apply_msvp
 from specformer_keras.models.spectral_vit import SpectralViT
+from specformer_keras.plots import (
+    plot_accuracy_vs_eps,
+    plot_sigma,
+    plot_training_curves,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DatasetUnavailableError",
+    "SpectralNormMonitor",
+    "load_dataset",
+    "plot_accuracy_vs_eps",
+    "plot_sigma",
+    "plot_training_curves",
     "SpectralMultiHeadAttention",
     "SpectralViT",
     "apply_msvp",
