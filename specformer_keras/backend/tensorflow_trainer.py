@@ -37,7 +37,14 @@ class TensorFlowAdversarialSteps:
 
         # 1. Inner maximization, inference mode (no u/v update, no penalty).
         target = self.attack_target(y, logits_fn, x)
-        x_start = self.random_start_point(x)
+        replica_context = tf.distribute.get_replica_context()
+        num_replicas = (
+            1 if replica_context is None else replica_context.num_replicas_in_sync
+        )
+        replica_id = (
+            0 if num_replicas == 1 else replica_context.replica_id_in_sync_group
+        )
+        x_start = self.random_start_point(x, replica_id, num_replicas)
         x_adv = self.generate_adversarial(
             x, x_start, target, self.input_value_and_grad_fn()
         )

@@ -213,17 +213,31 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
 
     # === Inner maximization (keras.ops; called by the backend train steps) ===
 
-    def random_start_point(self, x):
+    def random_start_point(self, x, replica_id=0, num_replicas=1):
         """The attack's starting point: `x` or a random point near it.
 
         Draws from `self.seed_generator`; the JAX step calls it inside a
-        `StatelessScope` so the seed state advances.
+        `StatelessScope` so the seed state advances. Under a data-parallel
+        strategy whose replicas share the seed state (tf.distribute), each
+        replica passes its `replica_id`: the noise is drawn for the global
+        batch and sliced, so replicas get different noise and the result
+        equals a single-device run.
+
+        Args:
+            x: Clean images of one replica, in [0, 1].
+            replica_id: Index of this replica (Python int or scalar tensor).
+            num_replicas: Number of replicas in sync.
+
+        Returns:
+            A tensor like `x`.
         """
         if not self.random_start:
             return x
+        batch = ops.shape(x)[0]
+        shape = (batch * num_replicas,) + tuple(ops.shape(x)[1:])
         if self.method == "pgd_at":
             noise = keras.random.uniform(
-                ops.shape(x),
+                shape,
                 minval=-self.eps,
                 maxval=self.eps,
                 dtype="float32",
@@ -231,7 +245,13 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
             )
         else:
             noise = TRADES_RANDOM_START_STDDEV * keras.random.normal(
-                ops.shape(x), dtype="float32", seed=self.seed_generator
+                shape, dtype="float32", seed=self.seed_generator
+            )
+        if num_replicas > 1:
+            noise = ops.slice(
+                noise,
+                [replica_id * batch] + [0] * (len(shape) - 1),
+                (batch,) + shape[1:],
             )
         return ops.clip(x + noise, 0.0, 1.0)
 
