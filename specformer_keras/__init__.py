@@ -19,10 +19,12 @@ from specformer_keras.plots import (
     plot_sigma,
     plot_training_curves,
 )
+from specformer_keras.training.adversarial_trainer import AdversarialTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdversarialTrainer",
     "DatasetUnavailableError",
     "SpectralNormMonitor",
     "load_dataset",
