@@ -27,6 +27,8 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 BACKENDS = ("tensorflow", "jax")
 METHODS = ("pgd_at", "trades", "standard")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# = specformer_keras.data.TFDS_DATASETS (kept here so flag checks need no Keras).
+TFDS_NAMES = ("cifar10", "cifar100", "imagenette", "imagenet2012")
 
 # Paper-scale defaults (the official code's CIFAR parser: 40 epochs, SGD lr 0.1,
 # momentum 0.9, weight decay 1e-4, PGD-10 with eps 8/255 and step 2/255,
@@ -208,6 +210,9 @@ def define_flags(defaults, configs):
         "Delete what --output_dir holds (finished or not) and start afresh.",
     )
     flags.DEFINE_string("verbose", d["verbose"], "fit verbosity: auto, 0, 1 or 2.")
+    flags.DEFINE_bool(
+        "print_settings", False, "Print the validated settings as JSON and exit."
+    )
 
 
 # === Settings =============================================================
@@ -267,17 +272,11 @@ def resolve_backend():
 def settings_from_flags(recipe_name, backend):
     """Validates every flag and returns a plain JSON-serializable settings dict.
 
-    Call after `select_backend`: it imports `specformer_keras` (hence Keras).
+    Imports no Keras, so bad flags fail fast.
     """
-    from specformer_keras.models.presets import PRESETS
-
     s = {"recipe": recipe_name, "config": FLAGS.config, "backend": backend}
     s["dataset"] = resolve_dataset(FLAGS.dataset)
     s["cache_dir"] = FLAGS.cache_dir
-    if FLAGS.preset not in PRESETS:
-        raise RecipeError(
-            f"--preset must be one of {sorted(PRESETS)}. Received: preset={FLAGS.preset!r}"
-        )
     s["preset"] = FLAGS.preset
     overrides = {}
     for item in FLAGS.model_override:
@@ -350,7 +349,31 @@ def settings_from_flags(recipe_name, backend):
         os.path.expanduser(FLAGS.output_dir or os.path.join("runs", recipe_name))
     )
     s["overwrite"] = FLAGS.overwrite
+    if s["preset"] not in preset_names():
+        raise RecipeError(
+            f"--preset must be one of {preset_names()}. Received: preset={s['preset']!r}"
+        )
     return s
+
+
+def preset_names():
+    """SpectralViT preset names, read without importing Keras.
+
+    `specformer_keras/models/presets.py` is a plain table with no imports; it is
+    loaded by path so that a bad --preset fails in a second, not after the
+    Keras import.
+    """
+    import importlib.util
+
+    path = os.path.join(REPO_ROOT, "specformer_keras", "models", "presets.py")
+    if not os.path.exists(path):  # installed package without the source tree
+        from specformer_keras.models.presets import PRESETS
+
+        return sorted(PRESETS)
+    spec = importlib.util.spec_from_file_location("_specformer_presets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(module.PRESETS)
 
 
 def _positive_int(name, value):
@@ -369,9 +392,7 @@ def _non_negative_int(name, value):
 
 def resolve_dataset(dataset):
     """A TFDS name as is; a path made absolute, tried from the cwd then the repo root."""
-    from specformer_keras.data import TFDS_DATASETS
-
-    if dataset in TFDS_DATASETS:
+    if dataset in TFDS_NAMES:
         return dataset
     path = os.path.expanduser(dataset)
     candidates = (
@@ -381,7 +402,7 @@ def resolve_dataset(dataset):
         if os.path.exists(candidate):
             return os.path.abspath(candidate)
     raise RecipeError(
-        f"--dataset must be a TFDS name {sorted(TFDS_DATASETS)} or an existing folder "
+        f"--dataset must be a TFDS name {sorted(TFDS_NAMES)} or an existing folder "
         f"or archive; {dataset!r} was not found (relative paths are tried from the "
         f"current folder and from {REPO_ROOT}). Received: dataset={dataset!r}"
     )
@@ -695,6 +716,9 @@ def run(recipe_name, configs):
     backend = resolve_backend()
     select_backend(backend)
     s = settings_from_flags(recipe_name, backend)
+    if FLAGS.print_settings:
+        print(json.dumps(s, indent=2, sort_keys=True))
+        return None
     mode = prepare_output_dir(s)
     started = time.time()
     import keras

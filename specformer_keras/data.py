@@ -27,7 +27,18 @@ import zipfile
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+
+class _LazyTensorFlow:
+    """Imports TensorFlow on first use, so `import specformer_keras` stays light."""
+
+    def __getattr__(self, name):
+        import tensorflow
+
+        return getattr(tensorflow, name)
+
+
+tf = _LazyTensorFlow()
 
 TFDS_DATASETS = {
     # name: (train split, test split, native image size or None)
