@@ -662,11 +662,34 @@ def best_so_far(csv_path, monitor):
     return max(values) if values else -float("inf")
 
 
+def trim_csv_log(csv_path, backup_dir):
+    """Drops CSV rows of epochs that the resumed run will train again.
+
+    A kill between `CSVLogger` writing an epoch's row and `BackupAndRestore`
+    saving that epoch leaves a row the rerun repeats.
+    """
+    metadata = os.path.join(backup_dir, "training_metadata.json")
+    if not (os.path.exists(csv_path) and os.path.exists(metadata)):
+        return
+    with open(metadata) as f:
+        first_epoch_to_run = int(json.load(f)["epoch"])
+    with open(csv_path) as f:
+        lines = f.read().splitlines()
+    kept = lines[:1] + [
+        line
+        for line in lines[1:]
+        if int(float(line.split(",", 1)[0])) < first_epoch_to_run
+    ]
+    with open(csv_path, "w") as f:
+        f.write("\n".join(kept) + "\n")
+
+
 def make_callbacks(s, classifier, paths):
     import keras
 
     from specformer_keras.callbacks import SpectralNormMonitor
 
+    trim_csv_log(paths["csv"], paths["backup"])
     best = make_best_model_saver(paths["best"])
     best.classifier = classifier
     best.best = best_so_far(paths["csv"], "val_accuracy")

@@ -1,0 +1,240 @@
+"""Recipes end to end (subprocesses): files produced, bad flags, refuse, kill and resume.
+
+Each run uses the `smoke` config on a tiny synthetic image folder built here
+(16x16 images, a few classes), so the tests do not depend on the shared archive.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, REPO_ROOT
+
+RECIPES = os.path.join(REPO_ROOT, "recipes")
+
+
+def _load_common():
+    """recipes/common.py by path (tests/recipes would shadow a `recipes` import)."""
+    spec = importlib.util.spec_from_file_location(
+        "_recipes_common", os.path.join(RECIPES, "common.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pytestmark = pytest.mark.slow
+
+
+def _env(backend):
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = backend
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _run(recipe, args, backend=BACKEND, timeout=600):
+    return subprocess.run(
+        [sys.executable, os.path.join(RECIPES, recipe), *args],
+        capture_output=True,
+        text=True,
+        env=_env(backend),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """train/ and test/ folders of 4 classes of 16x16 PNGs (class-dependent colors)."""
+    root = tmp_path_factory.mktemp("recipe_data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("test", 8)):
+        for label in range(4):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 120, (16, 16, 3)) + 30 * label
+                keras.utils.save_img(str(folder / f"{i}.png"), image, scale=False)
+    return str(root)
+
+
+def _smoke_args(image_folder, out, extra=()):
+    return [
+        "--config=smoke",
+        f"--dataset={image_folder}",
+        f"--cache_dir={os.path.join(os.path.dirname(out), 'cache')}",
+        f"--output_dir={out}",
+        *extra,
+    ]
+
+
+EXPECTED_FILES = (
+    "results.json",
+    "run_config.json",
+    "best_model.keras",
+    "final_model.keras",
+    "training_log.csv",
+    "sigma.json",
+    "sigma.csv",
+    "training_curves.png",
+    "sigma.png",
+    "accuracy_vs_eps.png",
+)
+
+
+def _check_run_outputs(out, epochs=1, num_classes=4):
+    files = set(os.listdir(out))
+    assert set(EXPECTED_FILES) <= files, sorted(files)
+    assert "backup" not in files  # removed when training finished
+    events = [f for _, _, fs in os.walk(os.path.join(out, "tensorboard")) for f in fs]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert results["robustness"] and results["robustness_curve"]
+    assert results["final_spectral_norms"]
+    with open(os.path.join(out, "sigma.json")) as f:
+        sigma_epochs = [e["epoch"] for e in json.load(f)["history"]]
+    assert sigma_epochs == list(range(-1, epochs))
+    with open(os.path.join(out, "training_log.csv")) as f:
+        header = f.readline().strip().split(",")
+        rows = f.read().strip().splitlines()
+    assert len(rows) == epochs
+    assert "val_accuracy" in header and any(h.startswith("sigma/") for h in header)
+    model = keras.saving.load_model(os.path.join(out, "final_model.keras"))
+    logits = model(np.zeros((2, 16, 16, 3), "float32"))
+    assert tuple(logits.shape) == (2, num_classes)
+    return results
+
+
+@pytest.mark.parametrize(
+    "recipe, extra",
+    [
+        ("cifar10_adv.py", ()),
+        ("cifar10_adv.py", ("--method=trades",)),
+        ("cifar10_standard.py", ()),
+        ("cifar100_adv.py", ()),
+        ("imagenette_adv.py", ("--image_size=16",)),
+    ],
+)
+def test_recipe_end_to_end(recipe, extra, image_folder, tmp_path):
+    if BACKEND != "tensorflow" and recipe != "cifar10_adv.py":
+        pytest.skip("other recipes run end to end under TensorFlow only (time)")
+    if BACKEND != "tensorflow" and extra:
+        pytest.skip("TRADES variant runs under TensorFlow only (time)")
+    if BACKEND not in ("tensorflow", "jax"):
+        pytest.skip(f"recipes support tensorflow and jax, running {BACKEND}")
+    out = str(tmp_path / "run")
+    result = _run(recipe, _smoke_args(image_folder, out, extra))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = _check_run_outputs(out)
+    assert results["settings"]["backend"] == BACKEND
+    # A finished run is never overwritten silently.
+    again = _run(recipe, _smoke_args(image_folder, out, extra))
+    assert again.returncode != 0
+    assert "holds a finished run" in _error_line(again, recipe)
+
+
+def _error_line(result, recipe):
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    name = recipe.replace(".py", "")
+    lines = [line for line in result.stderr.splitlines() if line.startswith(name)]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--preset=vit_huge"], "--preset must be one of"),
+        (["--eps=-8/255"], "--eps must be >= 0"),
+        (["--dataset=no/such/data.tar.gz"], "was not found"),
+        (["--penalty=1e-3,1e-3"], "--penalty takes 1 value"),
+        (["--config=fast"], "--config must be one of"),
+        (["--no_such_flag=1"], "Unknown command line flag"),
+    ],
+)
+def test_bad_flags_exit_with_one_clear_line(args, expected, tmp_path):
+    result = _run("cifar10_adv.py", [*args, f"--output_dir={tmp_path / 'out'}"])
+    assert result.returncode == 2
+    assert expected in _error_line(result, "cifar10_adv.py")
+    assert not (tmp_path / "out").exists()
+
+
+def test_quick_config_and_flagfile_agree_and_find_shared_archive(tmp_path):
+    common = _load_common()
+    flagfile = os.path.join(RECIPES, "configs", "quick.cfg")
+    settings = []
+    for args in (["--config=quick"], [f"--flagfile={flagfile}"]):
+        result = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(RECIPES, "cifar10_adv.py"),
+                *args,
+                "--print_settings",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(BACKEND),
+            cwd=str(tmp_path),  # relative dataset path resolved from the repo root
+            timeout=120,
+        )
+        if not os.path.exists(common.SHARED_CIFAR10):
+            assert result.returncode == 2 and "was not found" in result.stderr
+            pytest.skip("shared CIFAR-10 archive not present")
+        assert result.returncode == 0, result.stderr[-2000:]
+        settings.append(json.loads(result.stdout))
+    for s in settings:
+        s.pop("config")
+    assert settings[0] == settings[1]
+    assert settings[0]["dataset"] == os.path.realpath(common.SHARED_CIFAR10) or (
+        os.path.samefile(settings[0]["dataset"], common.SHARED_CIFAR10)
+    )
+    from specformer_keras.data import TFDS_DATASETS
+
+    assert sorted(common.TFDS_NAMES) == sorted(TFDS_DATASETS)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="one backend is enough (time)")
+def test_kill_and_resume(image_folder, tmp_path):
+    out = str(tmp_path / "run")
+    args = _smoke_args(image_folder, out, ("--epochs=4", "--subset=64"))
+    metadata = os.path.join(out, "backup", "training_metadata.json")
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(RECIPES, "cifar10_adv.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(BACKEND),
+        cwd=REPO_ROOT,
+    )
+    deadline = time.time() + 400
+    while not os.path.exists(metadata) and process.poll() is None:
+        assert time.time() < deadline, "no epoch finished in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with open(metadata) as f:
+        finished = json.load(f)["epoch"]
+    assert 1 <= finished < 4, "killed too late to test resuming"
+    assert not os.path.exists(os.path.join(out, "results.json"))
+
+    # Different settings on an unfinished run: refused, nothing touched.
+    changed = _run("cifar10_adv.py", [*args[:-2], "--epochs=5", "--subset=64"])
+    assert changed.returncode == 2
+    assert "different settings (epochs)" in _error_line(changed, "cifar10_adv.py")
+
+    resumed = _run("cifar10_adv.py", args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resume run" in resumed.stdout
+    assert f"Epoch {finished + 1}/4" in resumed.stdout
+    assert "Epoch 1/4" not in resumed.stdout
+    _check_run_outputs(out, epochs=4)
