@@ -136,6 +136,12 @@ def test_apgd_restarts_never_hurt():
     assert three <= one
 
 
+def _three_class_model():
+    return keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+
+
 def _bad_output_model():
     return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Dense(3)])
 
@@ -172,4 +178,4 @@ def test_apgd_input_errors():
     with pytest.raises(ValueError, match="logits of shape"):
         apgd(_bad_output_model(), x, y, 0.1, steps=2)
     with pytest.raises(ValueError, match="at least 4 classes"):
-        apgd_targeted(trained_mlp(classes=3), x, y % 3, 0.1, steps=2)
+        apgd_targeted(_three_class_model(), x, y % 3, 0.1, steps=2)
