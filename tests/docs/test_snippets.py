@@ -98,3 +98,20 @@ def test_docstring_examples_of_the_api_reference_run(snippet_report):
         f"{label}:\n{trace}" for label, trace in report["failed"].items()
     )
     assert len(report["ran"]) >= 10, report["ran"]
+
+
+def test_public_api_docstrings_have_an_example():
+    """Google style with an Example section holding a ```python block (issue 6)."""
+    import inspect
+
+    import specformer_keras
+
+    missing = []
+    for name in specformer_keras.__all__:
+        obj = getattr(specformer_keras, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            continue  # exception classes need no example
+        doc = inspect.getdoc(obj) or ""
+        if not ("Example:" in doc or "Examples:" in doc) or "```python" not in doc:
+            missing.append(name)
+    assert not missing, f"public symbols without an Example section: {missing}"
