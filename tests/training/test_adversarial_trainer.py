@@ -25,6 +25,7 @@ from specformer_keras.training.objectives import (
 
 
 def tiny_vit(penalty=1e-2, seed=0):
+    keras.utils.set_random_seed(seed)  # same weights on every call
     return SpectralViT(
         image_size=8,
         patch_size=4,
