@@ -61,9 +61,9 @@ BASE_DEFAULTS = {
     "val_subset": None,
     "augment": True,
     "rand_augment": False,
-    "eval_attacks": ["fgsm", "pgd"],
+    "eval_attacks": ["clean", "fgsm", "pgd20", "cw20", "autoattack"],
     "eval_eps": "8/255",
-    "eval_steps": 20,
+    "curve_attack": "pgd20",
     "curve_eps": ["0", "1/255", "2/255", "4/255", "8/255", "16/255"],
     "eval_batch_size": 256,
     "image_size": None,
@@ -91,7 +91,7 @@ QUICK = {
     "warmup_epochs": 1,
     "steps": 3,
     "step_size": "3/255",
-    "eval_steps": 10,
+    "eval_attacks": ["clean", "fgsm", "pgd20", "cw20"],
     "curve_eps": ["0", "2/255", "4/255", "8/255"],
     "eval_batch_size": 250,
 }
@@ -112,7 +112,7 @@ SMOKE = {
     "warmup_epochs": 0,
     "steps": 1,
     "step_size": "8/255",
-    "eval_steps": 2,
+    "eval_attacks": ["clean", "fgsm", "pgd20"],
     "curve_eps": ["0", "8/255"],
     "eval_batch_size": 32,
     "verbose": "2",
@@ -197,9 +197,16 @@ def define_flags(defaults, configs):
     flags.DEFINE_integer("image_size", d["image_size"], "Resize images to this side.")
     flags.DEFINE_bool("augment", d["augment"], "Random crop (padding 4) and flip.")
     flags.DEFINE_bool("rand_augment", d["rand_augment"], "Add RandAugment.")
-    flags.DEFINE_list("eval_attacks", d["eval_attacks"], "Attacks for results.json.")
+    flags.DEFINE_list(
+        "eval_attacks",
+        d["eval_attacks"],
+        "Attacks for results.json (names of specformer_keras.evaluation."
+        "evaluate_robustness: clean, fgsm, pgd20, cw20, autoattack).",
+    )
     flags.DEFINE_string("eval_eps", d["eval_eps"], "Evaluation L-inf radius.")
-    flags.DEFINE_integer("eval_steps", d["eval_steps"], "Evaluation PGD steps.")
+    flags.DEFINE_string(
+        "curve_attack", d["curve_attack"], "Attack of the accuracy-vs-eps curve."
+    )
     flags.DEFINE_list(
         "curve_eps", d["curve_eps"], "Radii for the accuracy-vs-eps plot."
     )
@@ -337,7 +344,11 @@ def settings_from_flags(recipe_name, backend):
     s["rand_augment"] = FLAGS.rand_augment
     s["eval_attacks"] = [a.strip() for a in FLAGS.eval_attacks if a.strip()]
     s["eval_eps"] = parse_fraction("eval_eps", FLAGS.eval_eps)
-    s["eval_steps"] = _positive_int("eval_steps", FLAGS.eval_steps)
+    if not s["eval_attacks"]:
+        raise RecipeError(
+            "--eval_attacks must name at least one attack. Received: eval_attacks="
+        )
+    s["curve_attack"] = FLAGS.curve_attack
     s["curve_eps"] = sorted(parse_fraction("curve_eps", e) for e in FLAGS.curve_eps)
     s["eval_batch_size"] = _positive_int("eval_batch_size", FLAGS.eval_batch_size)
     if FLAGS.verbose not in ("auto", "0", "1", "2"):
@@ -827,6 +838,7 @@ def run(recipe_name, configs):
 
 
 def evaluate(s, classifier, evaluation, paths):
+    """`evaluate_robustness` for results.json and `robustness_curve` for the eps plot."""
     from specformer_keras import evaluation as robustness
 
     report = robustness.evaluate_robustness(
@@ -835,13 +847,19 @@ def evaluate(s, classifier, evaluation, paths):
         attacks=tuple(s["eval_attacks"]),
         eps=s["eval_eps"],
         batch_size=s["eval_batch_size"],
+        seed=s["seed"],
     )
     curve = robustness.robustness_curve(
-        classifier, evaluation, s["curve_eps"], plot_path=None
+        classifier,
+        evaluation,
+        s["curve_eps"],
+        attack=s["curve_attack"],
+        plot_path=paths["eps_png"],
     )
-    from specformer_keras.plots import plot_accuracy_vs_eps
+    if not os.path.exists(paths["eps_png"]):
+        from specformer_keras.plots import plot_accuracy_vs_eps
 
-    plot_accuracy_vs_eps(curve, path=paths["eps_png"], title="accuracy vs eps (PGD)")
+        plot_accuracy_vs_eps(curve, path=paths["eps_png"], title="accuracy vs eps")
     return {"robustness": report, "robustness_curve": curve}
 
 

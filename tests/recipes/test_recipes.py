@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from conftest import BACKEND, REPO_ROOT
 
+import specformer_keras  # noqa: F401  (registers SpectralViT for load_model)
+
 RECIPES = os.path.join(REPO_ROOT, "recipes")
 
 
@@ -115,32 +117,27 @@ def _check_run_outputs(out, epochs=1, num_classes=4):
     return results
 
 
+# Under TensorFlow, cifar10_adv.py runs end to end in test_kill_and_resume.
 @pytest.mark.parametrize(
-    "recipe, extra",
+    "recipe, extra, backends",
     [
-        ("cifar10_adv.py", ()),
-        ("cifar10_adv.py", ("--method=trades",)),
-        ("cifar10_standard.py", ()),
-        ("cifar100_adv.py", ()),
-        ("imagenette_adv.py", ("--image_size=16",)),
+        ("cifar10_adv.py", (), ("jax",)),
+        ("cifar10_standard.py", (), ("tensorflow",)),
+        ("cifar100_adv.py", ("--method=trades",), ("tensorflow",)),
+        ("imagenette_adv.py", ("--image_size=16",), ("tensorflow",)),
     ],
 )
-def test_recipe_end_to_end(recipe, extra, image_folder, tmp_path):
-    if BACKEND != "tensorflow" and recipe != "cifar10_adv.py":
-        pytest.skip("other recipes run end to end under TensorFlow only (time)")
-    if BACKEND != "tensorflow" and extra:
-        pytest.skip("TRADES variant runs under TensorFlow only (time)")
-    if BACKEND not in ("tensorflow", "jax"):
-        pytest.skip(f"recipes support tensorflow and jax, running {BACKEND}")
+def test_recipe_end_to_end(recipe, extra, backends, image_folder, tmp_path):
+    if BACKEND not in backends:
+        pytest.skip(f"{recipe} runs end to end under {backends} only (time)")
     out = str(tmp_path / "run")
     result = _run(recipe, _smoke_args(image_folder, out, extra))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = _check_run_outputs(out)
     assert results["settings"]["backend"] == BACKEND
-    # A finished run is never overwritten silently.
-    again = _run(recipe, _smoke_args(image_folder, out, extra))
-    assert again.returncode != 0
-    assert "holds a finished run" in _error_line(again, recipe)
+    assert results["settings"]["method"] == (
+        "standard" if "standard" in recipe else ("trades" if extra else "pgd_at")
+    )
 
 
 def _error_line(result, recipe):
@@ -237,4 +234,9 @@ def test_kill_and_resume(image_folder, tmp_path):
     assert "resume run" in resumed.stdout
     assert f"Epoch {finished + 1}/4" in resumed.stdout
     assert "Epoch 1/4" not in resumed.stdout
-    _check_run_outputs(out, epochs=4)
+    _check_run_outputs(out, epochs=4, num_classes=4)
+
+    # A finished run is never overwritten silently; --overwrite starts afresh.
+    again = _run("cifar10_adv.py", args)
+    assert again.returncode == 2
+    assert "holds a finished run" in _error_line(again, "cifar10_adv.py")
