@@ -175,27 +175,24 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
         initializer = keras.initializers.RandomNormal(seed=self.seed)
+
+        def state(name, shape):
+            # Power-iteration state: float32 under any policy, never trained,
+            # one copy per replica under tf.distribute (see PITFALLS).
+            return self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=initializer,
+                trainable=False,
+                autocast=False,
+                dtype="float32",
+                aggregation="none",
+            )
+
         for name in self.penalized_projections:
-            kernel_shape = tuple(self._projection_dense(name).kernel.shape)
-            d_in, num_heads, head_dim = kernel_shape
-            u = self.add_weight(
-                name=f"{name}_u",
-                shape=(num_heads, d_in),
-                initializer=initializer,
-                trainable=False,
-                autocast=False,
-                dtype="float32",
-                aggregation="none",
-            )
-            v = self.add_weight(
-                name=f"{name}_v",
-                shape=(num_heads, head_dim),
-                initializer=initializer,
-                trainable=False,
-                autocast=False,
-                dtype="float32",
-                aggregation="none",
-            )
+            d_in, num_heads, head_dim = self._projection_dense(name).kernel.shape
+            u = state(f"{name}_u", (num_heads, d_in))
+            v = state(f"{name}_v", (num_heads, head_dim))
             self._spectral_state[name] = (u, v)
 
     def _float32_kernel(self, name):
