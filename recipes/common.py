@@ -631,12 +631,13 @@ def build_optimizer(s, steps_per_epoch):
 
 
 def _constant_with_warmup(peak, warmup):
+    """`peak * (step + 1) / warmup` for the first `warmup` steps, then `peak`."""
     import keras
 
-    if not warmup:
+    if warmup <= 1:
         return peak
     return keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries=list(range(1, warmup)),
+        boundaries=list(range(warmup - 1)),
         values=[peak * (i + 1) / warmup for i in range(warmup)],
     )
 
