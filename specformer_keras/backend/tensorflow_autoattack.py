@@ -42,7 +42,10 @@ def compile_body(model, key, body):
             logits = logits_fn(x)
             loss = loss_fn(logits, *loss_args)
             total = tf.reduce_sum(loss)
-        return loss, tape.gradient(total, x), logits
+        grad = tape.gradient(
+            total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        return loss, grad, logits
 
     compiled = tf.function(
         lambda *tensors: body(evaluate_fn, logits_fn, *tensors), jit_compile=True

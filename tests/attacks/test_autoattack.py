@@ -1,16 +1,19 @@
 """autoattack: protocol, worst case over components, refusal, log, reference check."""
 
+import importlib
 import json
 
 import numpy as np
 import pytest
 from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
 
-from specformer_keras.attacks import autoattack as autoattack_module
 from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.autoattack import autoattack
 from specformer_keras.attacks.fab import fab_targeted
 from specformer_keras.attacks.square import square
+
+# The module, not the function of the same name the package may export.
+autoattack_module = importlib.import_module("specformer_keras.attacks.autoattack")
 
 FAST = {
     "apgd-ce": {"steps": 10},

@@ -1,0 +1,91 @@
+"""AutoAttack-standard wall time per 100 images on the core benchmark ViT (CPU).
+
+Measures the worst case, where every point is correctly classified and survives
+every attack, so each component runs on all points for its full budget: labels
+are the model's own predictions and ``eps = 0`` (nothing can be broken, Square
+never stops early). Runs ``autoattack(version="custom")`` with all four
+standard components at a reduced budget on a few images, once to compile and
+then ``--repeats`` times, takes the median seconds per component from the log,
+and scales linearly to the standard budget (APGD/FAB 100 iterations, 9
+targets, Square 5000 queries) and to 100 images. For a model with clean
+accuracy ``c`` and robust accuracy ``r`` after APGD-CE, the time is about
+``c * apgd_ce + r * (apgd_t + fab_t + square)``.
+
+Usage:
+    python benchmarks/autoattack_speed.py --backend jax --images 16
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def measure(images, steps, queries, repeats):
+    import numpy as np
+
+    from specformer_keras import SpectralViT
+    from specformer_keras.attacks.autoattack import autoattack
+
+    model = SpectralViT(
+        image_size=32,
+        patch_size=4,
+        num_classes=10,
+        hidden_dim=192,
+        depth=6,
+        num_heads=3,
+        mlp_dim=384,
+        seed=0,
+    )
+    x = np.random.default_rng(0).uniform(size=(images, 32, 32, 3)).astype("float32")
+    y = np.asarray(model(x, training=False)).argmax(-1)
+    settings = {
+        "apgd-ce": {"steps": steps},
+        "apgd-t": {"steps": steps},
+        "fab-t": {"steps": steps},
+        "square": {"n_queries": queries},
+    }
+    runs = []
+    for _ in range(repeats + 1):  # the first run compiles
+        _, log = autoattack(
+            model, x, y, 0.0, version="custom", attack_settings=settings,
+            batch_size=images, return_log=True,
+        )
+        runs.append(log["seconds"])
+    scale = {
+        "apgd-ce": 100 / steps,
+        "apgd-t": 100 / steps,
+        "fab-t": 100 / steps,
+        "square": 5000 / queries,
+    }
+    per_100 = {}
+    for name in scale:
+        median = float(np.median([run[name] for run in runs[1:]]))
+        per_100[name] = median * scale[name] * 100 / images
+        print(
+            f"{name:8s} measured {median:7.2f} s ({images} images, reduced budget)"
+            f" -> {per_100[name]:8.1f} s per 100 images at the standard budget"
+        )
+    print(f"{'total':8s} worst case (all points robust): {sum(per_100.values()):.0f} s "
+          "per 100 images")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", default=None, choices=["tensorflow", "jax"])
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=250)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    if args.backend and os.environ.get("KERAS_BACKEND") != args.backend:
+        env = dict(os.environ, KERAS_BACKEND=args.backend)
+        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    import keras
+
+    print(f"backend {keras.config.backend()}, CPU, SpectralViT 192/6/3, patch 4, 32x32")
+    measure(args.images, args.steps, args.queries, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
