@@ -45,6 +45,12 @@ def parse_args(argv):
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jit_compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="XLA for fit (false: faster start for tiny smoke runs).",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,6 +76,7 @@ def train(args, penalty, train_data):
         optimizer=keras.optimizers.AdamW(args.learning_rate, weight_decay=0.05),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
     )
     history = model.fit(train_data, epochs=args.epochs, verbose=2)
     return initial, layer_sigmas(model), history.history
