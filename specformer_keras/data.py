@@ -16,6 +16,17 @@ labels (one-hot float32 labels when MixUp/CutMix is on). `tf.data` is the input
 pipeline on every backend: Keras feeds it to `fit` on TensorFlow and JAX alike,
 and the Keras preprocessing layers used for augmentation run inside it on any
 backend.
+
+Augmentation uses Keras core preprocessing layers only (`RandomCrop` after
+4-pixel zero padding, `RandomFlip`, optional `RandAugment`, `MixUp`, `CutMix`),
+not keras-cv: Keras core has every layer these recipes need and they run inside
+`tf.data` on every backend, while keras-cv is frozen (superseded by KerasHub and
+Keras core), TF-only inside, and needs float32 labels for RandAugment/CutMix.
+Nothing here imports keras-cv.
+
+Subsets (`subset=N`) of local folders are class-balanced and deterministic for a
+given seed: a cached folder of links to the chosen files is read by
+`image_dataset_from_directory`, so only those images are ever decoded.
 """
 
 import hashlib
