@@ -10,6 +10,8 @@ from specformer_keras.attacks import autoattack
 from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.autoattack import autoattack
 from specformer_keras.attacks.fab import fab_targeted
+from specformer_keras.attacks.fgsm import fgsm
+from specformer_keras.attacks.pgd import pgd
 from specformer_keras.attacks.square import square
 
 __all__ = [
@@ -17,5 +19,7 @@ __all__ = [
     "apgd_targeted",
     "autoattack",
     "fab_targeted",
+    "fgsm",
+    "pgd",
     "square",
 ]
