@@ -61,6 +61,8 @@ BASE_DEFAULTS = {
     "val_subset": None,
     "augment": True,
     "rand_augment": False,
+    "mixup": False,
+    "cutmix": False,
     "eval_attacks": ["clean", "fgsm", "pgd20", "cw20", "autoattack"],
     "eval_eps": "8/255",
     "curve_attack": "pgd20",
@@ -197,6 +199,14 @@ def define_flags(defaults, configs):
     flags.DEFINE_integer("image_size", d["image_size"], "Resize images to this side.")
     flags.DEFINE_bool("augment", d["augment"], "Random crop (padding 4) and flip.")
     flags.DEFINE_bool("rand_augment", d["rand_augment"], "Add RandAugment.")
+    flags.DEFINE_bool(
+        "mixup", d["mixup"], "MixUp per batch (soft labels, categorical loss)."
+    )
+    flags.DEFINE_bool(
+        "cutmix",
+        d["cutmix"],
+        "CutMix per batch (with --mixup: one of the two per batch).",
+    )
     flags.DEFINE_list(
         "eval_attacks",
         d["eval_attacks"],
@@ -342,6 +352,8 @@ def settings_from_flags(recipe_name, backend):
         s[name] = None if value is None else _positive_int(name, value)
     s["augment"] = FLAGS.augment
     s["rand_augment"] = FLAGS.rand_augment
+    s["mixup"] = FLAGS.mixup
+    s["cutmix"] = FLAGS.cutmix
     s["eval_attacks"] = [a.strip() for a in FLAGS.eval_attacks if a.strip()]
     s["eval_eps"] = parse_fraction("eval_eps", FLAGS.eval_eps)
     if not s["eval_attacks"]:
@@ -562,6 +574,8 @@ def load_data(s):
         subset=s["subset"],
         augment=s["augment"],
         rand_augment=s["rand_augment"],
+        mixup=s["mixup"],
+        cutmix=s["cutmix"],
         shuffle=True,
         **common,
     )
@@ -581,7 +595,23 @@ def load_data(s):
         shuffle=False,
         **common,
     )
+    if s["mixup"] or s["cutmix"]:  # soft training labels: one-hot validation labels
+        import tensorflow as tf
+
+        one_hot = val.map(lambda x, y: (x, tf.one_hot(y, val.num_classes)))
+        for name in ("class_names", "num_classes", "num_examples", "image_size"):
+            setattr(one_hot, name, getattr(val, name))
+        val = one_hot
     return train, val, evaluation
+
+
+def classification_loss(s):
+    """Cross-entropy from logits: categorical with MixUp/CutMix soft labels."""
+    import keras
+
+    if s["mixup"] or s["cutmix"]:
+        return keras.losses.CategoricalCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def build_model(s, num_classes, image_size):
@@ -784,7 +814,7 @@ def run(recipe_name, configs):
         optimizer = build_optimizer(s, steps_per_epoch)
         if s["method"] == "standard":
             trainable = classifier
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            loss = classification_loss(s)
         else:
             from specformer_keras.training import AdversarialTrainer
 
@@ -797,7 +827,7 @@ def run(recipe_name, configs):
                 beta=s["beta"],
                 seed=s["seed"],
             )
-            loss = None
+            loss = classification_loss(s)
         trainable.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     _log(
         f"model: {s['preset']} {s['model_overrides']}, {classifier.count_params():,} parameters"

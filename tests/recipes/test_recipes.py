@@ -119,15 +119,15 @@ def _check_run_outputs(out, epochs=1, num_classes=4):
 
 # Under TensorFlow, cifar10_adv.py runs end to end in test_kill_and_resume.
 @pytest.mark.parametrize(
-    "recipe, extra, backends",
+    "recipe, extra, method, backends",
     [
-        ("cifar10_adv.py", (), ("jax",)),
-        ("cifar10_standard.py", (), ("tensorflow",)),
-        ("cifar100_adv.py", ("--method=trades",), ("tensorflow",)),
-        ("imagenette_adv.py", ("--image_size=16",), ("tensorflow",)),
+        ("cifar10_adv.py", (), "pgd_at", ("jax",)),
+        ("cifar10_standard.py", ("--mixup", "--cutmix"), "standard", ("tensorflow",)),
+        ("cifar100_adv.py", ("--method=trades",), "trades", ("tensorflow",)),
+        ("imagenette_adv.py", ("--image_size=16",), "pgd_at", ("tensorflow",)),
     ],
 )
-def test_recipe_end_to_end(recipe, extra, backends, image_folder, tmp_path):
+def test_recipe_end_to_end(recipe, extra, method, backends, image_folder, tmp_path):
     if BACKEND not in backends:
         pytest.skip(f"{recipe} runs end to end under {backends} only (time)")
     out = str(tmp_path / "run")
@@ -135,9 +135,7 @@ def test_recipe_end_to_end(recipe, extra, backends, image_folder, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = _check_run_outputs(out)
     assert results["settings"]["backend"] == BACKEND
-    assert results["settings"]["method"] == (
-        "standard" if "standard" in recipe else ("trades" if extra else "pgd_at")
-    )
+    assert results["settings"]["method"] == method
 
 
 def _error_line(result, recipe):
