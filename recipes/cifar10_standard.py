@@ -20,14 +20,14 @@ DEFAULTS = {
     "preset": "vit_small_patch4_32",
     "method": "standard",
     "eval_eps": "1/255",
-    "curve_eps": ["0", "0.5/255", "1/255", "2/255", "4/255"],
+    "curve_eps": ["0", "0.5/255", "1/255", "2/255", "4/255", "64/255"],
 }
 CONFIGS = {
     "quick": dict(
         common.QUICK,
         method="standard",
         eval_eps="1/255",
-        curve_eps=["0", "1/255", "2/255", "4/255"],
+        curve_eps=["0", "1/255", "2/255", "4/255", "64/255"],
     ),
     "smoke": dict(common.SMOKE, method="standard", eval_eps="1/255"),
 }

@@ -66,7 +66,8 @@ BASE_DEFAULTS = {
     "eval_attacks": ["clean", "fgsm", "pgd20", "cw20", "autoattack"],
     "eval_eps": "8/255",
     "curve_attack": "pgd20",
-    "curve_eps": ["0", "1/255", "2/255", "4/255", "8/255", "16/255"],
+    # 64/255 >= 0.25: the sweep must reach ~0% there (Carlini et al. checklist).
+    "curve_eps": ["0", "1/255", "2/255", "4/255", "8/255", "16/255", "64/255"],
     "eval_batch_size": 256,
     "image_size": None,
     "cache_dir": None,
@@ -94,7 +95,7 @@ QUICK = {
     "steps": 3,
     "step_size": "3/255",
     "eval_attacks": ["clean", "fgsm", "pgd20", "cw20"],
-    "curve_eps": ["0", "2/255", "4/255", "8/255"],
+    "curve_eps": ["0", "2/255", "4/255", "8/255", "64/255"],
     "eval_batch_size": 250,
 }
 

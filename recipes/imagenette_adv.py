@@ -22,7 +22,7 @@ DEFAULTS = {
     "eps": "4/255",
     "step_size": "1/255",
     "eval_eps": "4/255",
-    "curve_eps": ["0", "1/255", "2/255", "4/255", "8/255"],
+    "curve_eps": ["0", "1/255", "2/255", "4/255", "8/255", "64/255"],
     "batch_size": 64,
     "optimizer": "adamw",
     "learning_rate": 5e-4,

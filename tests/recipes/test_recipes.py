@@ -101,7 +101,12 @@ def _check_run_outputs(out, epochs=1, num_classes=4):
     assert any(f.startswith("events.out.tfevents") for f in events)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
-    assert results["robustness"] and results["robustness_curve"]
+    accuracy = results["robustness"]["accuracy"]
+    assert sorted(accuracy) == sorted(results["settings"]["eval_attacks"])
+    assert all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert accuracy["pgd20"] <= accuracy["clean"]
+    curve = results["robustness_curve"]
+    assert curve["eps"] == results["settings"]["curve_eps"]
     assert results["final_spectral_norms"]
     with open(os.path.join(out, "sigma.json")) as f:
         sigma_epochs = [e["epoch"] for e in json.load(f)["history"]]
