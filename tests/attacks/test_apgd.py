@@ -64,14 +64,6 @@ def test_apgd_respects_budget_box_shape_and_dtype(norm, eps):
     assert accuracy(model, x_adv.astype("float32"), y) < accuracy(model, x, y)
 
 
-def test_apgd_targeted_respects_budget():
-    model = trained_mlp()
-    x, y = toy_data(32, seed=3)
-    x_adv = apgd_targeted(model, x, y, 0.1, steps=10, n_target_classes=3, seed=0)
-    assert linf(x_adv, x).max() <= 0.1 + 1e-6
-    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-
-
 def test_apgd_at_least_as_strong_as_pgd_with_same_iterations():
     attacks = pytest.importorskip("specformer_keras.attacks")
     if not hasattr(attacks, "pgd"):
@@ -112,6 +104,8 @@ def test_apgd_targeted_hits_the_second_class_on_an_easy_model():
     logits = np.asarray(model(x))
     second = np.argsort(-logits, axis=1)[:, 1]
     x_adv = apgd_targeted(model, x, y, 0.1, steps=20, n_target_classes=1, seed=0)
+    assert linf(x_adv, x).max() <= 0.1 + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     pred = np.asarray(model(x_adv)).argmax(-1)
     fooled = pred != y
     assert fooled.mean() > 0.25

@@ -80,7 +80,7 @@ def test_autoattack_seed_reproducibility(problem):
 
 def test_autoattack_l2_custom_runs_and_respects_budget():
     model = trained_mlp()
-    x, y = toy_data(16, seed=22)
+    x, y = toy_data(8, seed=22)
     x_adv = autoattack(
         model,
         x,
@@ -89,7 +89,7 @@ def test_autoattack_l2_custom_runs_and_respects_budget():
         norm="l2",
         version="custom",
         attacks_to_run=["apgd-ce", "fab-t"],
-        attack_settings={"apgd-ce": {"steps": 5}, "fab-t": {"steps": 5}},
+        attack_settings={"apgd-ce": {"steps": 3}, "fab-t": {"steps": 3}},
     )
     assert l2(x_adv, x).max() <= 0.8 + 1e-5
     assert accuracy(model, x_adv, y) < accuracy(model, x, y)

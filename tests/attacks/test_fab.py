@@ -125,7 +125,7 @@ def test_fab_respects_budget_and_hits_target():
 
 def test_fab_seed_reproducibility_with_restarts():
     model = trained_mlp()
-    x, y = toy_data(32, seed=12)
+    x, y = toy_data(16, seed=12)
     a = fab_targeted(model, x, y, 0.05, steps=5, n_target_classes=1, restarts=2, seed=1)
     b = fab_targeted(model, x, y, 0.05, steps=5, n_target_classes=1, restarts=2, seed=1)
     np.testing.assert_array_equal(a, b)
