@@ -12,12 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
-
-BACKEND = keras.config.backend()
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CIFAR10_ARCHIVE = os.path.join(
-    os.path.dirname(REPO_ROOT), "shared", "data", "cifar10-jpeg.tar.gz"
-)
+from testing import BACKEND, CIFAR10_ARCHIVE  # noqa: E402
 
 
 def pytest_report_header(config):
@@ -39,11 +34,3 @@ def cifar10_archive():
     if not os.path.exists(CIFAR10_ARCHIVE):
         pytest.skip(f"CIFAR-10 archive not found at {CIFAR10_ARCHIVE}")
     return CIFAR10_ARCHIVE
-
-
-def only_backends(*names):
-    """Decorator: skip a test unless the active backend is one of ``names``."""
-    return pytest.mark.skipif(
-        BACKEND not in names,
-        reason=f"needs backend in {names}, running {BACKEND}",
-    )

@@ -8,7 +8,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, REPO_ROOT
+from testing import BACKEND, REPO_ROOT
 
 from specformer_keras import SpectralMultiHeadAttention, SpectralViT
 

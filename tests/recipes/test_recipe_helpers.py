@@ -7,7 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from testing import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, REPO_ROOT
+from testing import BACKEND, REPO_ROOT
 
 import specformer_keras  # noqa: F401  (registers SpectralViT for load_model)
 
