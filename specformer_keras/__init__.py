@@ -9,8 +9,11 @@ model = SpectralViT.from_preset("vit_micro_patch4_32", penalty=1e-3)
 ```
 """
 
+from specformer_keras.attacks.fgsm import fgsm
+from specformer_keras.attacks.pgd import pgd
 from specformer_keras.callbacks import SpectralNormMonitor
 from specformer_keras.data import DatasetUnavailableError, load_dataset
+from specformer_keras.evaluation import evaluate_robustness, robustness_curve
 from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
 from specformer_keras.models.convert import apply_msvp
 from specformer_keras.models.spectral_vit import SpectralViT
@@ -34,4 +37,8 @@ __all__ = [
     "SpectralMultiHeadAttention",
     "SpectralViT",
     "apply_msvp",
+    "evaluate_robustness",
+    "fgsm",
+    "pgd",
+    "robustness_curve",
 ]
