@@ -85,11 +85,11 @@ def pgd_body(evaluate, x, x_init, eps, step_size, steps, norm="linf"):
 
     ```python
     import numpy as np
+    from keras import ops
     from specformer_keras.attacks.pgd import pgd_body
 
-    def evaluate(x_adv):  # loss = sum(x_adv): gradient of ones
-        loss = np.sum(x_adv.reshape(len(x_adv), -1), axis=1)
-        return loss, np.ones_like(x_adv), None
+    def evaluate(x_adv):  # loss = sum(x_adv): a gradient of ones
+        return ops.sum(x_adv, axis=1), ops.ones_like(x_adv), None
 
     x = np.full((1, 3), 0.5, "float32")
     pgd_body(evaluate, x, x, 0.1, 0.05, 3)  # 0.6 everywhere
