@@ -23,6 +23,7 @@ import numbers
 import keras
 from keras import ops
 
+from specformer_keras.attacks.pgd import pgd_body
 from specformer_keras.training.objectives import (
     TradesKLDivergence,
     kl_from_probabilities,
@@ -276,6 +277,9 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
     def generate_adversarial(self, x, x_start, target, value_and_grad_fn):
         """`steps` signed-gradient steps from `x_start` inside the eps-ball of `x`.
 
+        The iterations are `specformer_keras.attacks.pgd.pgd_body` (the same
+        pure `keras.ops` loop as the PGD attack), traced into the train step.
+
         Args:
             x: Clean images in [0, 1].
             x_start: Starting point (from `random_start_point`).
@@ -288,17 +292,18 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
         """
         lower = ops.maximum(x - self.eps, 0.0)
         upper = ops.minimum(x + self.eps, 1.0)
-        step_size = self.step_size
-
-        def body(_, x_adv):
-            _, grad = value_and_grad_fn(x_adv, target)
-            x_adv = x_adv + step_size * ops.sign(ops.cast(grad, x_adv.dtype))
-            return ops.stop_gradient(ops.minimum(ops.maximum(x_adv, lower), upper))
-
-        x_start = ops.minimum(ops.maximum(x_start, lower), upper)
+        x_start = ops.stop_gradient(ops.minimum(ops.maximum(x_start, lower), upper))
         if self.steps == 0:
-            return ops.stop_gradient(x_start)
-        return ops.fori_loop(0, self.steps, body, ops.stop_gradient(x_start))
+            return x_start
+
+        def evaluate(x_adv):
+            per_example, grad = value_and_grad_fn(x_adv, target)
+            return per_example, ops.cast(grad, x_adv.dtype), None
+
+        x_adv = pgd_body(
+            evaluate, x, x_start, self.eps, self.step_size, self.steps, norm="linf"
+        )
+        return ops.stop_gradient(x_adv)
 
     # === Training forward pass and loss ===
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from specformer_keras import SpectralViT
-from specformer_keras.attacks import apgd
+from specformer_keras.attacks import apgd, pgd
 from specformer_keras.training import AdversarialTrainer
 from specformer_keras.training.objectives import (
     TradesKLDivergence,
@@ -342,7 +342,7 @@ def exact_linear_robust_accuracy(model, x, y, eps):
 
 
 def test_pgd_at_beats_clean_training_on_robust_accuracy():
-    """Robust accuracy: exact for the linear model, and by our APGD-CE attack."""
+    """Robust accuracy: exact for the linear model, and by our PGD and APGD-CE."""
     eps = 0.1
     x, y = robust_weak_features(256, seed=0, eps=eps)
     x_test, y_test = robust_weak_features(256, seed=1, eps=eps)
@@ -366,13 +366,17 @@ def test_pgd_at_beats_clean_training_on_robust_accuracy():
             np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test)
         )
         robust = exact_linear_robust_accuracy(model, x_test, y_test, eps)
-        # The project's own attack agrees with the exact worst case.
-        x_adv = apgd(model, x_test, y_test, eps=eps, steps=20, seed=0)
-        assert np.abs(x_adv - x_test).max() <= eps + 1e-6
-        attacked = keras.ops.convert_to_numpy(model(x_adv))
-        robust_apgd = float(np.mean(np.argmax(attacked, -1) == y_test))
-        assert robust - 1e-9 <= robust_apgd <= robust + 0.02, (name, robust_apgd)
-        results[name] = (clean_accuracy, robust_apgd)
+        # The project's own attacks agree with the exact worst case.
+        attacks = {
+            "pgd": pgd(model, x_test, y_test, eps, eps / 4, 20, seed=0),
+            "apgd": apgd(model, x_test, y_test, eps=eps, steps=20, seed=0),
+        }
+        for attack, x_adv in attacks.items():
+            assert np.abs(x_adv - x_test).max() <= eps + 1e-6
+            attacked = keras.ops.convert_to_numpy(model(x_adv))
+            measured = float(np.mean(np.argmax(attacked, -1) == y_test))
+            assert robust - 1e-9 <= measured <= robust + 0.02, (name, attack, measured)
+        results[name] = (clean_accuracy, measured)
     assert results["clean"][0] > 0.8, results  # the task is learnable
     assert results["pgd_at"][0] > 0.8, results
     assert results["clean"][1] < 0.3, results  # clean training is not robust
