@@ -85,7 +85,7 @@ QUICK = {
     "penalty": ["1e-3"],
     "subset": 2000,
     "val_subset": 500,
-    "eval_subset": 500,
+    "eval_subset": 250,
     "epochs": 4,
     "batch_size": 64,
     "optimizer": "adamw",
@@ -95,7 +95,7 @@ QUICK = {
     "steps": 3,
     "step_size": "3/255",
     "eval_attacks": ["clean", "fgsm", "pgd20", "cw20"],
-    "curve_eps": ["0", "2/255", "4/255", "8/255", "64/255"],
+    "curve_eps": ["0", "4/255", "8/255", "64/255"],
     "eval_batch_size": 250,
 }
 
