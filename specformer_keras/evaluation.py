@@ -19,7 +19,8 @@ failed check adds a line to ``report["warnings"]`` and sets its flag in
 Attack names: ``"clean"``, ``"fgsm"``, ``"pgdN"`` (PGD, N steps, step
 ``eps / 4``, random start; ``"pgd20"`` is 20 steps of 2/255 at eps 8/255),
 ``"cwN"`` (the same PGD on the CW margin loss), ``"autoattack"`` (standard
-AutoAttack), ``"square"`` (Square Attack, 5000 queries), or a callable
+AutoAttack), ``"square"`` (Square Attack, 5000 queries; ``"squareN"``: N
+queries; reported as ``"square"``), or a callable
 ``attack(model, x, y, eps) -> x_adv``.
 
 Example:
@@ -49,7 +50,7 @@ from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.pgd import pgd
 
 DEFAULT_ATTACKS = ("clean", "fgsm", "pgd20", "cw20", "autoattack")
-NAMED_ATTACKS = ("clean", "fgsm", "pgdN", "cwN", "autoattack", "square")
+NAMED_ATTACKS = ("clean", "fgsm", "pgdN", "cwN", "autoattack", "square", "squareN")
 # Tolerance (accuracy points) of the sanity comparisons, on top of 2 examples.
 SANITY_TOLERANCE = 0.01
 # Square beating every gradient attack by more than this flags gradient masking.
@@ -141,14 +142,21 @@ def _resolve(spec, eps, norm, batch_size, logs):
 
         settings = {"attack": "autoattack", "version": "standard", "norm": norm}
         return _Attack("autoattack", "iterative", settings, run_autoattack)
-    if spec == "square":
+    match = re.fullmatch(r"square(\d*)", spec)
+    if match and (not match.group(1) or int(match.group(1)) >= 1):
+        queries = int(match.group(1) or 5000)
 
         def run_square(model, x, y, seed):
             from specformer_keras.attacks.square import square
 
-            return square(model, x, y, eps, norm=norm, seed=seed)
+            return square(model, x, y, eps, norm=norm, n_queries=queries, seed=seed)
 
-        settings = {"attack": "square", "norm": norm, "n_queries": 5000, "p_init": 0.8}
+        settings = {
+            "attack": "square",
+            "norm": norm,
+            "n_queries": queries,
+            "p_init": 0.8,
+        }
         return _Attack("square", "gradient_free", settings, run_square)
     raise ValueError(
         f"Argument `attacks` must hold attack names {NAMED_ATTACKS} (N >= 1 steps) or "

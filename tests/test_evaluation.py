@@ -1,0 +1,284 @@
+"""evaluate_robustness / robustness_curve: accuracies, worst case, data types, sanity flags."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "attacks"))
+from _autoattack_toy import CLASSES, IMAGE, toy_data, trained_mlp  # noqa: E402
+
+from specformer_keras import evaluation  # noqa: E402
+from specformer_keras.attacks import fgsm, pgd  # noqa: E402
+from specformer_keras.evaluation import evaluate_robustness, robustness_curve  # noqa: E402
+
+EPS = 0.1
+
+
+def labels(model, x):
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False))).argmax(-1)
+
+
+def test_report_matches_direct_attacks_and_is_json():
+    model = trained_mlp()
+    x, y = toy_data(n=40, seed=21)
+    report = evaluate_robustness(
+        model,
+        (x, y),
+        attacks=("clean", "fgsm", "pgd5", "cw5"),
+        eps=EPS,
+        batch_size=16,
+        seed=3,
+        verbose=False,
+    )
+    json.dumps(report)
+    assert report["n"] == 40 and report["eps"] == EPS and report["unavailable"] == {}
+    clean = labels(model, x) == y
+    assert report["accuracy"]["clean"] == pytest.approx(clean.mean())
+    fgsm_ok = clean & (labels(model, fgsm(model, x, y, EPS)) == y)
+    assert report["accuracy"]["fgsm"] == pytest.approx(fgsm_ok.mean())
+    # Batch i uses seed 3 + i: recompute PGD batch by batch.
+    pgd_ok = np.concatenate(
+        [
+            labels(
+                model,
+                pgd(
+                    model,
+                    x[i : i + 16],
+                    y[i : i + 16],
+                    EPS,
+                    EPS / 4,
+                    5,
+                    seed=3 + i // 16,
+                ),
+            )
+            == y[i : i + 16]
+            for i in range(0, 40, 16)
+        ]
+    )
+    assert report["accuracy"]["pgd5"] == pytest.approx((clean & pgd_ok).mean())
+    assert report["settings"]["pgd5"]["step_size"] == pytest.approx(EPS / 4)
+    assert report["settings"]["cw5"]["loss"] == "cw"
+    assert report["worst_case"] <= min(report["accuracy"].values())
+    assert report["accuracy"]["fgsm"] < report["accuracy"]["clean"]
+
+
+def test_dataset_input_gives_the_numpy_result():
+    tf = pytest.importorskip("tensorflow")
+    model = trained_mlp()
+    x, y = toy_data(n=24, seed=23)
+    attacks = ("clean", "fgsm", "pgd3")
+    from_numpy = evaluate_robustness(
+        model, (x, y), attacks=attacks, eps=EPS, batch_size=8, verbose=False
+    )
+    one_hot = np.eye(CLASSES, dtype="float32")[y]
+    dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(8)
+    from_dataset = evaluate_robustness(
+        model, dataset, attacks=attacks, eps=EPS, verbose=True
+    )
+    assert from_dataset["accuracy"] == from_numpy["accuracy"]
+    assert from_dataset["n"] == 24
+
+
+def test_callables_worst_case_and_budget_violations():
+    model = trained_mlp()
+    x, y = toy_data(n=16, seed=25)
+
+    def identity(model, x, y, eps):
+        return x
+
+    def flip_to_gray(model, x, y, eps):  # far outside the eps ball
+        return np.full_like(x, 0.5)
+
+    def strong(model, x, y, eps):
+        return pgd(model, x, y, eps, eps / 4, 10, loss="cw", seed=0)
+
+    report = evaluate_robustness(
+        model,
+        (x, y),
+        attacks=("clean", identity, flip_to_gray, strong),
+        eps=EPS,
+        verbose=False,
+    )
+    accuracy = report["accuracy"]
+    assert accuracy["identity"] == accuracy["clean"] == accuracy["flip_to_gray"]
+    assert report["sanity_checks"]["outside_budget"] is True
+    assert any("flip_to_gray" in line for line in report["warnings"])
+    assert report["worst_case"] == pytest.approx(accuracy["strong"])
+    assert accuracy["strong"] < accuracy["clean"]
+
+
+def test_gradient_masking_is_flagged_by_square():
+    trained = trained_mlp()
+    masked = keras.Sequential(
+        [
+            keras.Input((IMAGE, IMAGE, 1)),
+            keras.layers.Lambda(keras.ops.stop_gradient),
+            trained,
+        ]
+    )
+    x, y = toy_data(n=16, seed=27)
+    report = evaluate_robustness(
+        masked,
+        (x, y),
+        attacks=("clean", "fgsm", "pgd5", "square300"),
+        eps=0.15,
+        verbose=False,
+    )
+    assert report["accuracy"]["fgsm"] == report["accuracy"]["clean"]
+    assert report["sanity_checks"]["gradient_free_beats_gradient"] is True
+    assert any("Square" in line for line in report["warnings"])
+
+
+def test_sanity_check_logic():
+    class Attack:
+        def __init__(self, name, kind):
+            self.name, self.kind = name, kind
+
+    resolved = [
+        Attack("clean", "clean"),
+        Attack("fgsm", "single_step"),
+        Attack("pgd20", "iterative"),
+    ]
+    per_point = {
+        "clean": np.ones(100, bool),
+        "fgsm": np.arange(100) < 40,
+        "pgd20": np.arange(100) < 60,
+    }
+    report = {
+        "accuracy": {k: float(v.mean()) for k, v in per_point.items()},
+        "unavailable": {},
+    }
+    more = {
+        "pgd20": {
+            "points": 100,
+            "steps": 100,
+            "accuracy": 0.7,
+            "accuracy_with_fewer_steps": 0.6,
+        }
+    }
+    checks, warnings = evaluation._sanity_checks(
+        report, resolved, per_point, {"fgsm": 0, "pgd20": 0}, more, 100
+    )
+    assert checks["iterative_weaker_than_fgsm"] and checks["more_steps_raise_accuracy"]
+    assert (
+        not checks["attack_raises_accuracy"]
+        and checks["gradient_free_beats_gradient"] is None
+    )
+    assert len(warnings) == 2
+    per_point["pgd20"] = np.arange(100) < 30
+    report["accuracy"]["pgd20"] = 0.3
+    checks, warnings = evaluation._sanity_checks(
+        report, resolved, per_point, {"fgsm": 0, "pgd20": 0}, {}, 100
+    )
+    assert (
+        not checks["iterative_weaker_than_fgsm"]
+        and checks["more_steps_raise_accuracy"] is None
+    )
+    assert warnings == []
+
+
+def test_more_steps_check_runs_on_the_requested_points():
+    model = trained_mlp()
+    x, y = toy_data(n=16, seed=29)
+    report = evaluate_robustness(
+        model,
+        (x, y),
+        attacks=("clean", "pgd2"),
+        eps=EPS,
+        check_more_steps=True,
+        sanity_points=8,
+        verbose=False,
+    )
+    check = report["more_steps_check"]["pgd2"]
+    assert check["points"] == 8 and check["steps"] == 10
+    assert report["sanity_checks"]["more_steps_raise_accuracy"] is not None
+
+
+def test_unavailable_autoattack_is_reported_not_skipped():
+    model = trained_mlp()
+    x, y = toy_data(n=8, seed=31)
+    report = evaluate_robustness(
+        model,
+        (x, y),
+        attacks=("clean", "autoattack"),
+        eps=0.5,
+        norm="l2",
+        verbose=False,
+    )
+    assert report["accuracy"]["autoattack"] is None
+    assert "autoattack" in report["unavailable"]
+    assert any("autoattack" in line for line in report["warnings"])
+
+
+def test_robustness_curve_falls_and_plots(tmp_path):
+    model = trained_mlp()
+    x, y = toy_data(n=16, seed=33)
+    path = tmp_path / "curve.png"
+    curve = robustness_curve(
+        model, (x, y), [0.0, 0.05, 0.4], attack="pgd5", plot_path=str(path)
+    )
+    json.dumps(curve)
+    accuracy = curve["accuracy"]["pgd5"]
+    assert accuracy[0] == pytest.approx(curve["clean_accuracy"])
+    assert accuracy[2] <= 0.1 and curve["large_eps_checked"] and curve["warnings"] == []
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_robustness_curve_flags_accuracy_that_does_not_fall():
+    keras.utils.set_random_seed(0)
+    constant = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="ones"),
+        ]
+    )
+    constant.layers[-1].bias.assign([1.0, 0.0, 0.0])
+    x = np.random.default_rng(0).uniform(size=(8, 4)).astype("float32")
+    curve = robustness_curve(
+        constant, (x, np.zeros(8, "int64")), [0.0, 0.3], attack="fgsm"
+    )
+    assert curve["accuracy"]["fgsm"] == [1.0, 1.0]
+    assert any("does not fall towards 0" in line for line in curve["warnings"])
+
+
+@pytest.mark.parametrize(
+    "overrides,kind,name",
+    [
+        ({"attacks": ("clean", "pgd0")}, ValueError, "attacks entry"),
+        ({"attacks": ("clean", 3)}, TypeError, "attacks entry"),
+        ({"attacks": ()}, ValueError, "attacks"),
+        ({"eps": -1.0}, ValueError, "eps"),
+        ({"norm": "l1"}, ValueError, "norm"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"seed": -2}, ValueError, "seed"),
+        ({"data": 5}, TypeError, "data"),
+        (
+            {"data": (np.zeros((4, 4), "float32"), np.zeros(3, "int64"))},
+            ValueError,
+            "data",
+        ),
+    ],
+)
+def test_bad_arguments(overrides, kind, name):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    arguments = {
+        "model": model,
+        "data": (np.zeros((4, 4), "float32"), np.zeros(4, "int64")),
+        "attacks": ("clean",),
+        "verbose": False,
+    }
+    arguments.update(overrides)
+    with pytest.raises(kind, match=rf"`{name.split()[0]}`.*Received: {name}"):
+        evaluate_robustness(**arguments)
+
+
+def test_robustness_curve_rejects_negative_eps():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    data = (np.zeros((4, 4), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError, match=r"`eps_list`.*Received: eps_list"):
+        robustness_curve(model, data, [0.1, -0.1])
