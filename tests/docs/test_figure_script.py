@@ -25,6 +25,7 @@ def _image_folder(root, classes=2, per_class=16, size=32):
     return root
 
 
+@pytest.mark.slow
 def test_sigma_figure_script_runs_and_msvp_lowers_sigma(tmp_path):
     if keras.config.backend() != DOCS_BACKEND:
         pytest.skip(f"docs tests run under KERAS_BACKEND={DOCS_BACKEND}")

@@ -83,6 +83,7 @@ def test_not_runnable_blocks_still_compile():
                 compile(block.code, repr(block), "exec")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [os.path.basename(p) for p in RUNNABLE_PAGES])
 def test_page_examples_run(page, snippet_report):
     outcome = snippet_report["pages"][page]
@@ -92,6 +93,7 @@ def test_page_examples_run(page, snippet_report):
     )
 
 
+@pytest.mark.slow
 def test_docstring_examples_of_the_api_reference_run(snippet_report):
     report = snippet_report["docstrings"]
     assert not report["failed"], "\n\n".join(
