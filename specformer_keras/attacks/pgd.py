@@ -25,6 +25,9 @@ from specformer_keras.attacks.losses import LOSSES, get_loss
 def project(x_adv, x, eps, norm):
     """Projects ``x_adv`` onto the ``eps`` ball around ``x`` and onto ``[0, 1]``.
 
+    Linf: the exact projection onto the intersection. L2: clip to ``[0, 1]``,
+    then scale the perturbation into the ball (the order of cleverhans).
+
     Args:
         x_adv: candidate points ``(batch, ...)``.
         x: clean points ``(batch, ...)``.
@@ -46,7 +49,9 @@ def project(x_adv, x, eps, norm):
     if norm == "linf":
         x_adv = ops.clip(x_adv, x - eps, x + eps)
     else:
-        delta = x_adv - x
+        # Box first, then the ball (as cleverhans): the radial scaling keeps
+        # the point in the box, and no budget is spent on clipped coordinates.
+        delta = ops.clip(x_adv, 0.0, 1.0) - x
         size = common.flat_norm(delta, "l2")
         factor = ops.minimum(1.0, ops.divide_no_nan(eps, size))
         x_adv = x + delta * common.expand_to(factor, x)

@@ -48,7 +48,7 @@ def numpy_pgd(model, x, y, eps, step_size, steps, norm, loss):
             x_adv = np.clip(x_adv + step_size * np.sign(grad), x - eps, x + eps)
         else:
             unit = grad / np.linalg.norm(grad, axis=1, keepdims=True)
-            delta = x_adv + step_size * unit - x
+            delta = np.clip(x_adv + step_size * unit, 0.0, 1.0) - x
             size = np.linalg.norm(delta, axis=1, keepdims=True)
             x_adv = x + delta * np.minimum(1.0, eps / size)
         x_adv = np.clip(x_adv, 0.0, 1.0)
