@@ -53,6 +53,7 @@ def backend_under_test():
     return keras.config.backend()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_two_replicas_match_one(method):
     backend = backend_under_test()
