@@ -115,7 +115,7 @@ SMOKE = {
     "warmup_epochs": 0,
     "steps": 1,
     "step_size": "8/255",
-    "eval_attacks": ["clean", "fgsm", "pgd20"],
+    "eval_attacks": ["clean", "pgd20"],
     "curve_eps": ["0", "8/255"],
     "eval_batch_size": 32,
     "verbose": "2",
