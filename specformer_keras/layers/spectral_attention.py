@@ -132,10 +132,9 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
     ```
 
     Reference:
-        Hu et al., "Towards Understanding Robustness of Vision Transformers
-        through the Lens of Spectral Analysis / SpecFormer: Guarding Vision
+        Hu, Zheng, Wang, Leung, Wu, Xie, "SpecFormer: Guarding Vision
         Transformer Robustness via Maximum Singular Value Penalization",
-        ECCV 2024.
+        ECCV 2024, https://arxiv.org/abs/2402.03317.
     """
 
     def __init__(self, num_heads, key_dim, penalty=0.0, power_iterations=1, **kwargs):

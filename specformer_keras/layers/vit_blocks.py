@@ -161,11 +161,13 @@ class StochasticDepth(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
     import numpy as np
     from specformer_keras.layers import StochasticDepth
 
     x = np.ones((4, 3, 2), "float32")
-    assert (StochasticDepth(0.5)(x, training=False) == x).all()
+    y = StochasticDepth(0.5)(x, training=False)  # identity at inference
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), x)
     ```
     """
 

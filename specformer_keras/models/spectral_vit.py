@@ -45,6 +45,18 @@ def collect_spectral_norms(model, exact=False):
     """`{layer.path: layer.spectral_norms(exact)}` for every MSVP attention layer.
 
     Works on any Keras model (for example one returned by `apply_msvp`).
+
+    Example:
+
+    ```python
+    from specformer_keras import SpectralViT
+    from specformer_keras.models.spectral_vit import collect_spectral_norms
+
+    model = SpectralViT(image_size=8, patch_size=4, num_classes=2, hidden_dim=8,
+                        depth=1, num_heads=2, mlp_dim=8, penalty=1e-3)
+    norms = collect_spectral_norms(model, exact=True)
+    assert set(norms["encoder_block_0/attention"]) == {"query", "key", "value"}
+    ```
     """
     return {
         layer.path: layer.spectral_norms(exact=exact)
