@@ -185,17 +185,19 @@ def _curve_points(curve):
     if isinstance(curve, dict) and "eps" in curve:
         eps = np.asarray(curve["eps"], dtype="float64")
         series = {}
-        if "accuracy" in curve and not isinstance(curve["accuracy"], dict):
-            series["accuracy"] = curve["accuracy"]
+        accuracy = curve.get("accuracy")
+        if isinstance(accuracy, dict):
+            series.update(accuracy)
+        elif accuracy is not None:
+            series["accuracy"] = accuracy
         for key, value in curve.items():
-            if key in ("eps", "accuracy") and not isinstance(value, dict):
-                continue
-            if isinstance(value, dict):
-                series.update(value)
-            elif (
-                isinstance(value, (list, tuple, np.ndarray))
+            # Other numeric series of the same length ({"eps": [...], "pgd20": [...]});
+            # metadata such as "warnings" (strings) or "settings" (dicts) is skipped.
+            if (
+                key not in ("eps", "accuracy")
+                and isinstance(value, (list, tuple, np.ndarray))
                 and len(value) == len(eps)
-                and key != "eps"
+                and all(isinstance(v, numbers.Real) for v in value)
             ):
                 series[key] = value
         return {k: (eps, np.asarray(v, dtype="float64")) for k, v in series.items()}

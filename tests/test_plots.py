@@ -111,3 +111,18 @@ def test_bad_inputs_name_the_argument():
         plot_accuracy_vs_eps("nonsense")
     with pytest.raises(ValueError, match="Received: history=\\{\\}"):
         plot_training_curves({})
+
+
+def test_accuracy_vs_eps_ignores_metadata_lists(tmp_path):
+    # robustness_curve reports carry a "warnings" list that can have len(eps) items.
+    curve = {
+        "eps": [0.0, 1.0],
+        "accuracy": {"pgd20": [0.9, 0.5]},
+        "warnings": ["a", "b"],
+        "attack": "pgd20",
+    }
+    path = tmp_path / "curve.png"
+    figure = plot_accuracy_vs_eps(curve, path=str(path))
+    lines = figure.axes[0].get_lines()
+    assert path.exists() and len(lines) == 1
+    np.testing.assert_allclose(lines[0].get_ydata(), [0.9, 0.5])
