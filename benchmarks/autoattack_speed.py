@@ -46,7 +46,7 @@ def measure(images, steps, queries, repeats):
         "fab-t": {"steps": steps},
         "square": {"n_queries": queries},
     }
-    from specformer_keras.attacks import _autoattack_common as common
+    from specformer_keras.attacks import _common as common
 
     def one_gradient(evaluate_fn, logits_fn, x, y):
         loss, grad, _ = evaluate_fn(common.cross_entropy_loss, x, y)

@@ -45,7 +45,7 @@ import time
 import keras
 import numpy as np
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.pgd import pgd
 

@@ -27,7 +27,7 @@ Paper: https://arxiv.org/abs/2003.01690
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 
 
 def checkpoint_schedule(steps):

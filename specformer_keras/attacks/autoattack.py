@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.fab import fab_targeted
 from specformer_keras.attacks.square import square

@@ -18,7 +18,7 @@ Paper: https://arxiv.org/abs/1907.02044 (FAB), https://arxiv.org/abs/2003.01690
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 
 
 def project_onto_boundary(points, w, b, norm="linf"):

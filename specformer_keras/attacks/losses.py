@@ -16,7 +16,7 @@ cw_margin_loss(np.array([[2.0, 0.5, 1.0]]), np.array([0]))  # [-1.0]
 
 from keras import ops
 
-from specformer_keras.attacks._autoattack_common import cross_entropy_loss
+from specformer_keras.attacks._common import cross_entropy_loss
 
 LOSSES = ("ce", "cw")
 

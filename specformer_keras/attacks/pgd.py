@@ -18,7 +18,7 @@ Paper: https://arxiv.org/abs/1706.06083
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.losses import LOSSES, get_loss
 
 

@@ -23,7 +23,7 @@ Paper: https://arxiv.org/abs/1912.00049
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 
 SCHEDULE_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
 
-from specformer_keras.attacks import _autoattack_common as common
+from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.apgd import apgd, apgd_targeted, checkpoint_schedule
 
 

@@ -151,7 +151,7 @@ def test_restarts_keep_every_success_of_the_first_run():
 
 
 def test_new_budgets_reuse_the_compiled_loop():
-    from specformer_keras.attacks import _autoattack_common as common
+    from specformer_keras.attacks import _common as common
 
     model = linear_model(seed=5)
     x = np.random.default_rng(0).uniform(size=(4, 12)).astype("float32")
@@ -159,7 +159,7 @@ def test_new_budgets_reuse_the_compiled_loop():
     pgd(model, x, y, 0.1, 0.02, 3, seed=0)
     pgd(model, x, y, 0.2, 0.05, 3, seed=0)
     module = __import__(
-        f"specformer_keras.backend.{keras.config.backend()}_autoattack",
+        f"specformer_keras.backend.{keras.config.backend()}_attacks",
         fromlist=["_CACHE"],
     )
     keys = [k for k in module._CACHE[model] if k[0] == "pgd"]

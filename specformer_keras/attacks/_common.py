@@ -279,9 +279,9 @@ def compile_body(model, key, body):
     """
     backend = keras.config.backend()
     if backend == "tensorflow":
-        from specformer_keras.backend import tensorflow_autoattack as compiler
+        from specformer_keras.backend import tensorflow_attacks as compiler
     elif backend == "jax":
-        from specformer_keras.backend import jax_autoattack as compiler
+        from specformer_keras.backend import jax_attacks as compiler
     else:
         raise NotImplementedError(
             "The AutoAttack components are compiled for the TensorFlow and JAX "

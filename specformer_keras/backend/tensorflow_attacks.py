@@ -1,4 +1,4 @@
-"""TensorFlow compilation of the AutoAttack components' loops.
+"""TensorFlow compilation of attack loops (FGSM, PGD and the AutoAttack components).
 
 `compile_body(model, key, body)` wraps ``body(evaluate_fn, logits_fn, *tensors)``
 (a pure ``keras.ops`` function, loops included) in
