@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from _autoattack_toy import CLASSES, accuracy, l2, linf, toy_data, trained_mlp
+from testing import only_backends
 
 from specformer_keras.attacks import fgsm, pgd
 from specformer_keras.attacks.losses import cw_margin_loss
@@ -188,6 +189,9 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
 )
 
 
+# The comparison is symmetric (this run against a subprocess on the other
+# backend), so one direction is enough; it runs under TensorFlow.
+@only_backends("tensorflow")
 def test_tensorflow_and_jax_agree_on_the_same_weights(tmp_path):
     model = trained_mlp()
     x, y = toy_data(n=64, seed=17)
