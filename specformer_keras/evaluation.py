@@ -178,15 +178,7 @@ def _check_arguments(attacks, eps, norm, batch_size, seed, sanity_points):
         raise ValueError(
             f"Argument `attacks` must not be empty. Received: attacks={attacks!r}"
         )
-    if (
-        isinstance(eps, bool)
-        or not isinstance(eps, (int, float, np.floating, np.integer))
-        or not np.isfinite(eps)
-        or eps < 0
-    ):
-        raise ValueError(
-            f"Argument `eps` must be a finite number >= 0. Received: eps={eps!r}"
-        )
+    common.check_eps(eps)
     common.check_norm(norm)
     common.check_positive_int("batch_size", batch_size)
     common.check_seed(seed)

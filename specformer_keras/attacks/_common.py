@@ -128,6 +128,20 @@ def perturbation_norm(x_adv, x, norm):
     return np.sqrt((delta**2).sum(axis=1))
 
 
+def check_eps(eps):
+    """Raises unless ``eps`` is a finite real number >= 0 (bools refused)."""
+    if (
+        isinstance(eps, bool)
+        or not isinstance(eps, (int, float, np.floating, np.integer))
+        or not np.isfinite(eps)
+        or eps < 0
+    ):
+        raise ValueError(
+            f"Argument `eps` must be a finite number >= 0. Received: eps={eps!r}"
+        )
+    return eps
+
+
 def check_norm(norm):
     if norm not in NORMS:
         raise ValueError(
@@ -220,15 +234,7 @@ def prepare_inputs(model, x, y, eps):
             raise TypeError(
                 f"Argument `y` must hold integer class labels. Received: y.dtype={y_np.dtype}"
             )
-    if (
-        isinstance(eps, bool)
-        or not isinstance(eps, (int, float, np.floating, np.integer))
-        or not np.isfinite(eps)
-        or eps < 0
-    ):
-        raise ValueError(
-            f"Argument `eps` must be a finite number >= 0. Received: eps={eps!r}"
-        )
+    check_eps(eps)
     logits = predict_logits(model, x_np[:1])
     if logits.ndim != 2:
         raise ValueError(
