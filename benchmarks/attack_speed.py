@@ -8,8 +8,19 @@ interleaved after one warmup each; the JAX process (this script spawned with
 ``--backend jax``) times our PGD on the same settings. Prints medians of
 ``--repeats`` runs and the speedups.
 
+Two references put the numbers in context, measured in the same run:
+
+* ``--torch_python PATH``: a Python with PyTorch installed (not a dependency of
+  this package) runs ``torch_reference_pgd.py``, the plain eager PyTorch PGD
+  loop on a same-size PyTorch ViT, and its row is printed beside ours.
+* the arithmetic floor: PGD-10 costs about 10 x (forward + input-gradient
+  backward) FLOPs, counted from the architecture (``pgd_gflops``); divided by
+  this machine's measured large-matrix SGEMM rate (numpy, 4096 x 4096) it is
+  the time no fp32 implementation can beat here.
+
 Usage:
-    nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128
+    nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128 \
+        --torch_python /path/to/venv-with-torch/bin/python
 """
 
 import argparse
@@ -21,6 +32,35 @@ import sys
 import time
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 10
+HIDDEN, DEPTH, MLP, PATCH, IMAGE = 192, 6, 384, 4, 32
+
+
+def pgd_gflops(batch_size, steps=STEPS):
+    """FLOPs (in GFLOP) of `steps` forward + input-gradient passes of the ViT.
+
+    Per token and layer the forward pass does 4 d^2 (query, key, value, output)
+    + 2 d m (MLP) multiply-adds in the projections and 2 n d in attention
+    (scores and weighted values), n = tokens. The input gradient repeats every
+    projection once (dX = dY W^T, no weight gradients) and attention twice
+    (both operands depend on the input). Elementwise work is not counted.
+    """
+    tokens = (IMAGE // PATCH) ** 2 + 1
+    projections = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * MLP
+    attention = 2 * tokens * HIDDEN
+    patches = (IMAGE // PATCH) ** 2 * PATCH * PATCH * 3 * HIDDEN
+    forward_macs = DEPTH * tokens * (projections + attention) + patches
+    backward_macs = DEPTH * tokens * (projections + 2 * attention) + patches
+    return 2 * (forward_macs + backward_macs) * batch_size * steps / 1e9
+
+
+def sgemm_gflops_per_s(size=4096, repeats=5):
+    """Best-of-`repeats` float32 matrix-multiply rate of numpy on this machine."""
+    import numpy as np
+
+    a = np.random.default_rng(0).uniform(size=(size, size)).astype("float32")
+    a @ a
+    best = min(timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
 
 
 def build(batch_size):
@@ -32,10 +72,10 @@ def build(batch_size):
         image_size=32,
         patch_size=4,
         num_classes=10,
-        hidden_dim=192,
-        depth=6,
+        hidden_dim=HIDDEN,
+        depth=DEPTH,
         num_heads=3,
-        mlp_dim=384,
+        mlp_dim=MLP,
         seed=0,
     )
     rng = np.random.default_rng(0)
@@ -99,6 +139,11 @@ def main():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", choices=("tensorflow", "jax"), default=None)
+    parser.add_argument(
+        "--torch_python",
+        default=None,
+        help="a Python interpreter with torch installed, for the PyTorch reference row",
+    )
     args = parser.parse_args()
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
@@ -106,11 +151,23 @@ def main():
             "RESULT " + json.dumps(worker(args.backend, args.batch_size, args.repeats))
         )
         return
+    if args.torch_python and not os.path.isfile(args.torch_python):
+        raise ValueError(
+            "`--torch_python` must be the path of a Python interpreter with torch "
+            f"installed. Received: --torch_python={args.torch_python!r} (no such file)"
+        )
+    sizes = ["--batch_size", str(args.batch_size), "--repeats", str(args.repeats)]
+    commands = {
+        backend: [sys.executable, __file__, "--backend", backend] + sizes
+        for backend in ("tensorflow", "jax")
+    }
+    if args.torch_python:
+        script = os.path.join(os.path.dirname(__file__), "torch_reference_pgd.py")
+        commands["torch"] = [args.torch_python, script, "--json"] + sizes
     results = {}
-    for backend in ("tensorflow", "jax"):
+    for backend, command in commands.items():
         output = subprocess.run(
-            [sys.executable, __file__, "--backend", backend]
-            + ["--batch_size", str(args.batch_size), "--repeats", str(args.repeats)],
+            command,
             check=True,
             capture_output=True,
             text=True,
@@ -118,20 +175,31 @@ def main():
         ).stdout
         line = [row for row in output.splitlines() if row.startswith("RESULT ")][-1]
         results.update(json.loads(line[len("RESULT ") :]))
+    gflops = pgd_gflops(args.batch_size)
+    peak = sgemm_gflops_per_s()
     print(
         f"PGD-10 Linf (eps 8/255, step 2/255), batch {args.batch_size}, SpectralViT "
         f"192/6/3/384 patch 4 32x32, CPU, median of {args.repeats} after warmup"
     )
-    print(f"{'implementation':<26}{'s/batch':>10}{'first call s':>14}  runs")
+    print(
+        f"{'implementation':<30}{'s/batch':>9}{'GFLOP/s':>9}{'first call s':>14}  runs"
+    )
     for name, row in results.items():
         runs = ", ".join(f"{r:.2f}" for r in row["runs"])
-        print(f"{name:<26}{row['median_s']:>10.2f}{row['first_call_s']:>14.2f}  {runs}")
-    reference = results["cleverhans (tensorflow)"]["median_s"]
+        print(
+            f"{name:<30}{row['median_s']:>9.2f}{gflops / row['median_s']:>9.1f}"
+            f"{row['first_call_s']:>14.2f}  {runs}"
+        )
+    print(
+        f"arithmetic floor: {gflops:.0f} GFLOP per batch / {peak:.0f} GFLOP/s "
+        f"(numpy SGEMM 4096, best of 5) = {gflops / peak:.2f} s/batch"
+    )
+    references = [n for n in results if not n.startswith("ours")]
     for name, row in results.items():
         if name.startswith("ours"):
-            print(
-                f"speedup of {name} over cleverhans: {reference / row['median_s']:.2f}x"
-            )
+            for reference in references:
+                ratio = results[reference]["median_s"] / row["median_s"]
+                print(f"speedup of {name} over {reference}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
