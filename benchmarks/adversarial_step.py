@@ -1,7 +1,10 @@
 """Time of one PGD-k adversarial-training step vs one clean training step.
 
 Model: the core benchmark ViT (hidden 192, depth 6, 3 heads, MLP 384, patch 4,
-32x32 images, MSVP penalty 1e-3), SGD, jit-compiled train steps. For each
+32x32 images, MSVP penalty 1e-3), SGD, XLA-compiled train steps
+(`compile(jit_compile=True)` by default: Keras's `"auto"` turns XLA off for
+TensorFlow on CPU-only machines, which would time a different program on TF
+than on JAX; `--jit_compile auto` times what Keras picks). For each
 backend (each in its own subprocess) the script times `train_on_batch` of
 
 * the classifier alone (clean step: one forward/backward + update),
@@ -39,6 +42,12 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--quick", action="store_true", help="tiny model and batch (smoke run)"
+    )
+    parser.add_argument(
+        "--jit_compile",
+        choices=("true", "false", "auto"),
+        default="true",
+        help="passed to compile(); 'auto' is Keras's default (no XLA for TF on CPU)",
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -80,15 +89,20 @@ def run_worker(args):
         return statistics.median(times)
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    jit_compile = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
     rows = []
     clean_model = fresh_model()
-    clean_model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    clean_model.compile(
+        optimizer=keras.optimizers.SGD(0.01), loss=loss, jit_compile=jit_compile
+    )
     clean = median_step_seconds(clean_model)
     rows.append({"step": "clean", "k": 0, "seconds": clean})
     cases = [("pgd_at", k) for k in args.steps] + [("trades", max(args.steps))]
     for method, k in cases:
         trainer = AdversarialTrainer(fresh_model(), method=method, steps=k, seed=0)
-        trainer.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+        trainer.compile(
+            optimizer=keras.optimizers.SGD(0.01), loss=loss, jit_compile=jit_compile
+        )
         rows.append({"step": method, "k": k, "seconds": median_step_seconds(trainer)})
     print(json.dumps({"backend": keras.config.backend(), "rows": rows}))
 
@@ -112,6 +126,8 @@ def main(argv=None):
             str(args.batch_size),
             "--repeats",
             str(args.repeats),
+            "--jit_compile",
+            args.jit_compile,
         ]
         command += ["--steps"] + [str(k) for k in args.steps]
         command += ["--quick"] if args.quick else []
@@ -124,7 +140,8 @@ def main(argv=None):
     model = "quick tiny ViT" if args.quick else "ViT 192/6/3/384, patch 4, 32x32"
     print(
         f"\nOne training step, {model}, batch {args.batch_size}, "
-        f"median of {args.repeats} (after 1 warm-up call)\n"
+        f"jit_compile={args.jit_compile}, median of {args.repeats} "
+        "(after 1 warm-up call)\n"
     )
     header = "| backend | step | k | seconds | x clean | target 1.15 (k+1) | ok |"
     print(header)
