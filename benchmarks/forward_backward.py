@@ -153,11 +153,10 @@ def main():
         result = keras_worker(args.worker, args.batch_size, args.repeats)
         print("RESULT " + json.dumps(result))
         return
-    if args.torch_python and not os.path.isfile(args.torch_python):
-        raise ValueError(
-            "`--torch_python` must be the path of a Python interpreter with torch "
-            f"installed. Received: --torch_python={args.torch_python!r} (no such file)"
-        )
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from attack_speed import check_torch_python
+
+    check_torch_python(args.torch_python)
     sizes = ["--batch_size", str(args.batch_size), "--repeats", str(args.repeats)]
     workers = {b: sys.executable for b in ("tensorflow", "jax")}
     if args.torch_python:

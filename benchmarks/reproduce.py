@@ -182,6 +182,7 @@ def train_one(args, settings, penalty, seed, train_ds, stem):
 
 def evaluate_one(args, settings, penalty, seed, model, test_xy, stem):
     import numpy as np
+
     from specformer_keras.evaluation import evaluate_robustness
 
     with open(stem + ".history.json") as f:

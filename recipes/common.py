@@ -73,6 +73,7 @@ BASE_DEFAULTS = {
     "cache_dir": None,
     "overwrite": False,
     "verbose": "auto",
+    "jit_compile": "auto",
 }
 
 FLAGS = flags.FLAGS
@@ -228,6 +229,12 @@ def define_flags(defaults, configs):
         "Delete what --output_dir holds (finished or not) and start afresh.",
     )
     flags.DEFINE_string("verbose", d["verbose"], "fit verbosity: auto, 0, 1 or 2.")
+    flags.DEFINE_string(
+        "jit_compile",
+        d["jit_compile"],
+        "XLA-compile the train/test steps: auto (XLA on one device, TF on CPU "
+        "included; Keras's choice under tf.distribute), true or false.",
+    )
     flags.DEFINE_bool(
         "print_settings", False, "Print the validated settings as JSON and exit."
     )
@@ -369,6 +376,12 @@ def settings_from_flags(recipe_name, backend):
             f"--verbose must be auto, 0, 1 or 2. Received: verbose={FLAGS.verbose!r}"
         )
     s["verbose"] = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    if FLAGS.jit_compile not in ("auto", "true", "false"):
+        raise RecipeError(
+            "--jit_compile must be auto, true or false. Received: "
+            f"jit_compile={FLAGS.jit_compile!r}"
+        )
+    s["jit_compile"] = FLAGS.jit_compile
     s["output_dir"] = os.path.abspath(
         os.path.expanduser(FLAGS.output_dir or os.path.join("runs", recipe_name))
     )
@@ -438,7 +451,14 @@ RESULTS = "results.json"
 RUN_CONFIG = "run_config.json"
 BACKUP = "backup"
 # Settings that may change when resuming a run (everything else must match).
-RESUMABLE_KEYS = ("verbose", "overwrite", "cache_dir", "output_dir", "config")
+RESUMABLE_KEYS = (
+    "verbose",
+    "overwrite",
+    "cache_dir",
+    "output_dir",
+    "config",
+    "jit_compile",
+)
 
 
 def prepare_output_dir(s):
@@ -559,6 +579,39 @@ def select_distribution(backend):
         return strategy.scope, f"MirroredStrategy over {len(gpus)} GPUs"
     strategy = tf.distribute.get_strategy()
     return strategy.scope, f"default strategy ({'GPU' if gpus else 'CPU'})"
+
+
+def resolve_jit_compile(setting, backend, replicas):
+    """The `jit_compile` argument for `compile()` from the `--jit_compile` flag.
+
+    Keras's own `"auto"` turns XLA off for TensorFlow on CPU-only machines; for
+    these ViTs that doubles the TF step time on CPU (see docs/benchmarks.md), so
+    the recipes' `auto` asks for XLA on a single TF replica, CPU included. Under
+    a multi-replica `tf.distribute` strategy XLA stays Keras's choice (off, except
+    on TPU where everything is compiled) and forcing it is refused: an XLA
+    cluster runs on one device (keras-team/keras #18145).
+
+    Args:
+        setting: "auto", "true" or "false".
+        backend: "tensorflow" or "jax".
+        replicas: number of replicas in sync of the active strategy.
+
+    Returns:
+        True, False or "auto".
+    """
+    if setting == "false":
+        return False
+    if backend == "tensorflow" and replicas > 1:
+        if setting == "true":
+            raise RecipeError(
+                "--jit_compile=true cannot be used with a multi-replica tf.distribute "
+                f"strategy ({replicas} replicas): an XLA cluster runs on one device. "
+                "Use --jit_compile=auto or false."
+            )
+        return "auto"
+    if setting == "true" or backend == "tensorflow":
+        return True
+    return "auto"
 
 
 # === Data, model, optimizer ===============================================
@@ -829,7 +882,17 @@ def run(recipe_name, configs):
                 seed=s["seed"],
             )
             loss = classification_loss(s)
-        trainable.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        replicas = 1
+        if s["backend"] == "tensorflow":
+            import tensorflow as tf
+
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        trainable.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=["accuracy"],
+            jit_compile=resolve_jit_compile(s["jit_compile"], s["backend"], replicas),
+        )
     _log(
         f"model: {s['preset']} {s['model_overrides']}, {classifier.count_params():,} parameters"
     )

@@ -109,3 +109,26 @@ def test_parse_fraction(common, text, expected):
 def test_parse_fraction_rejects(common, text):
     with pytest.raises(common.RecipeError, match="Received: eps="):
         common.parse_fraction("eps", text)
+
+
+@pytest.mark.parametrize(
+    "setting, backend, replicas, expected",
+    [
+        # Keras's "auto" leaves TF on CPU without XLA; the recipes ask for it.
+        ("auto", "tensorflow", 1, True),
+        ("auto", "tensorflow", 2, "auto"),
+        ("auto", "jax", 1, "auto"),
+        ("true", "jax", 1, True),
+        ("true", "tensorflow", 1, True),
+        ("false", "tensorflow", 1, False),
+        ("false", "tensorflow", 4, False),
+        ("false", "jax", 1, False),
+    ],
+)
+def test_resolve_jit_compile(common, setting, backend, replicas, expected):
+    assert common.resolve_jit_compile(setting, backend, replicas) == expected
+
+
+def test_resolve_jit_compile_refuses_forced_xla_under_tf_distribute(common):
+    with pytest.raises(common.RecipeError, match="--jit_compile=true cannot be used"):
+        common.resolve_jit_compile("true", "tensorflow", 2)

@@ -159,6 +159,7 @@ def _error_line(result, recipe):
         (["--dataset=no/such/data.tar.gz"], "was not found"),
         (["--penalty=1e-3,1e-3"], "--penalty takes 1 value"),
         (["--config=fast"], "--config must be one of"),
+        (["--jit_compile=yes"], "--jit_compile must be auto, true or false"),
         (["--no_such_flag=1"], "Unknown command line flag"),
     ],
 )
