@@ -23,8 +23,12 @@ glibc's allocator told to keep large blocks instead of returning them to the
 OS after each use (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
 ``MALLOC_TOP_PAD_``; see ``TUNED_MALLOC``). By default glibc serves every
 block over its mmap threshold with a fresh ``mmap`` and gives it back on free,
-so each call page-faults its activation buffers in again; on this CPU that is
-a quarter of a PGD call's time.
+so each call page-faults its activation buffers in again; on the AVX2
+development machine that was a quarter to a third of a PGD call's time, on an
+AVX-512 one it made no measurable difference (docs/benchmarks.md).
+
+The header names the CPU and its widest vector extension: the ratios depend on
+it (cleverhans' eager oneDNN kernels were 2 to 3x faster on AVX-512).
 
 Usage:
     nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128 \
@@ -65,6 +69,25 @@ def pgd_gflops(batch_size, steps=STEPS):
     forward_macs = DEPTH * tokens * (projections + attention) + patches
     backward_macs = DEPTH * tokens * (projections + 2 * attention) + patches
     return 2 * (forward_macs + backward_macs) * batch_size * steps / 1e9
+
+
+def cpu_description():
+    """CPU model, logical cores and widest x86 vector extension (Linux), as text."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    vector = next(
+        (name for name in ("avx512f", "avx2", "avx") if name in flags), "no AVX"
+    )
+    return f"{model}, {os.cpu_count()} logical cores, {vector.upper()}"
 
 
 def sgemm_gflops_per_s(size=4096, repeats=5):
@@ -204,7 +227,7 @@ def main():
     peak = sgemm_gflops_per_s()
     print(
         f"PGD-10 Linf (eps 8/255, step 2/255), batch {args.batch_size}, SpectralViT "
-        f"192/6/3/384 patch 4 32x32, CPU, median of {args.repeats} after warmup, "
+        f"192/6/3/384 patch 4 32x32, {cpu_description()}, median of {args.repeats} after warmup, "
         f"{'tuned' if args.tuned_malloc else 'default'} glibc malloc"
     )
     print(
