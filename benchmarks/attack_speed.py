@@ -24,7 +24,7 @@ OS after each use (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
 ``MALLOC_TOP_PAD_``; see ``TUNED_MALLOC``). By default glibc serves every
 block over its mmap threshold with a fresh ``mmap`` and gives it back on free,
 so each call page-faults its activation buffers in again; on the AVX2
-development machine that was a quarter to a third of a PGD call's time, on an
+development machine that was up to 40% of a PGD call's time, on an
 AVX-512 one it made no measurable difference (docs/benchmarks.md).
 
 The header names the CPU and its widest vector extension: the ratios depend on
