@@ -28,7 +28,7 @@ development machine that was up to 40% of a PGD call's time, on an
 AVX-512 one it made no measurable difference (docs/benchmarks.md).
 
 The header names the CPU and its widest vector extension: the ratios depend on
-it (cleverhans' eager oneDNN kernels were 2 to 3x faster on AVX-512).
+it (cleverhans' eager PGD ran 1.9 to 2.8x faster on AVX-512 than on AVX2).
 
 Usage:
     nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128 \

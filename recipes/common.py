@@ -587,10 +587,10 @@ def resolve_jit_compile(setting, backend, replicas):
     Keras's own `"auto"` turns XLA off for TensorFlow on CPU-only machines; for
     these ViTs that makes TF steps on CPU 1.1 to 2.8x slower, depending on the
     CPU (see docs/benchmarks.md), so the recipes' `auto` asks for XLA on a
-    single TF replica, CPU included. Under
-    a multi-replica `tf.distribute` strategy XLA stays Keras's choice (off, except
-    on TPU where everything is compiled) and forcing it is refused: an XLA
-    cluster runs on one device (keras-team/keras #18145).
+    single TF replica, CPU included. Under a multi-replica `tf.distribute`
+    strategy XLA stays Keras's choice (off, except on TPU where everything is
+    compiled) and forcing it is refused: an XLA cluster runs on one device
+    (keras-team/keras #18145).
 
     Args:
         setting: "auto", "true" or "false".
