@@ -1,12 +1,40 @@
-"""The only framework-specific code: one module per backend and concern.
+"""The only framework-specific code, chosen once for the whole package.
 
-* `tensorflow_attacks` / `jax_attacks`: `compile_body(model, key, body)` compiles a
-  pure `keras.ops` attack loop (FGSM, PGD, APGD, FAB, Square) with the model in
-  inference mode and input gradients (TF: `tf.function(jit_compile=True)` and a
-  `GradientTape` on the input; JAX: `jax.jit` over `stateless_call` and
-  `jax.value_and_grad`). Dispatch: `specformer_keras.attacks._common.compile_body`.
-* `tensorflow_trainer` / `jax_trainer`: the train steps of `AdversarialTrainer`.
+Per backend and concern there is one module ``<backend>_<concern>.py``, with the
+same names in each (as Keras keeps ``keras/src/backend/<name>/``):
 
-The torch backend has no module here yet: attacks and adversarial training
-raise `NotImplementedError` under it.
+* ``*_attacks``: ``compile_body(model, key, body)`` compiles a pure ``keras.ops``
+  attack loop (FGSM, PGD, APGD, FAB, Square) with the model in inference mode and
+  input gradients.
+* ``*_trainer``: the adversarial ``train_step``/``test_step`` mixin of
+  ``AdversarialTrainer``.
+
+`backend_module(concern)` is the single dispatch point: every other part of the
+package asks it instead of reading ``keras.config.backend()`` itself.
 """
+
+import importlib
+
+import keras
+
+BACKEND = keras.config.backend()
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend_module(concern):
+    """The module ``specformer_keras.backend.<active backend>_<concern>``.
+
+    Args:
+        concern: ``"attacks"``, ``"trainer"`` (or another concern that has one
+            module per backend in this package).
+
+    Raises:
+        NotImplementedError: for a Keras backend this package does not support
+            (e.g. ``"numpy"`` or ``"openvino"``).
+    """
+    if BACKEND not in SUPPORTED_BACKENDS:
+        raise NotImplementedError(
+            f"specformer_keras supports the Keras backends {SUPPORTED_BACKENDS}. "
+            f"Received: KERAS_BACKEND={BACKEND!r}"
+        )
+    return importlib.import_module(f"specformer_keras.backend.{BACKEND}_{concern}")

@@ -1,0 +1,1 @@
+"""Small shared helpers: argument validation (`validation`) and atomic file writes (`io`)."""

@@ -1,0 +1,79 @@
+"""Atomic file writes: a reader never sees half a file, a kill never leaves one.
+
+Example:
+
+```python
+import os, tempfile
+from specformer_keras.utils.io import atomic_write_json, read_json
+
+path = os.path.join(tempfile.mkdtemp(), "report.json")
+atomic_write_json(path, {"clean": 0.5})
+assert read_json(path) == {"clean": 0.5}
+```
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+class CorruptFileError(ValueError):
+    """A file the package wrote earlier cannot be read back."""
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def atomic_write_bytes(path, data):
+    """Writes ``data`` to ``path`` through a temporary file in the same folder."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path, text):
+    """Writes the string ``text`` to ``path`` atomically (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, data, indent=2):
+    """Writes ``data`` as JSON (NumPy scalars and arrays allowed) atomically."""
+    atomic_write_text(
+        path, json.dumps(data, indent=indent, default=_json_default) + "\n"
+    )
+
+
+def read_json(path, hint=None):
+    """Reads a JSON file; a corrupt one raises `CorruptFileError` naming it.
+
+    Args:
+        path: The file.
+        hint: Optional advice appended to the message (e.g. "rerun with --overwrite").
+    """
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        message = f"{path} is not valid JSON ({error})."
+        if hint:
+            message += f" {hint}"
+        raise CorruptFileError(message) from None

@@ -1,0 +1,109 @@
+"""Argument validation with one message style for the whole package.
+
+Every check raises with the Keras convention: what the argument must be, then
+``Received: name=value``. Each returns the (normalized) value so callers can
+write ``self.steps = check_int("steps", steps)``.
+
+Example:
+
+```python
+from specformer_keras.utils.validation import check_int, reject_unknown_kwargs
+
+check_int("steps", 10)                       # -> 10
+try:
+    check_int("steps", 0)
+except ValueError as error:
+    assert "Received: steps=0" in str(error)
+try:
+    reject_unknown_kwargs("SpectralViT", {"penalti": 1.0})
+except TypeError as error:
+    assert "penalti" in str(error)
+```
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def _received(name, value):
+    return f"Received: {name}={value!r}"
+
+
+def reject_unknown_kwargs(owner, kwargs, allowed=()):
+    """Raises `TypeError` if ``kwargs`` holds a key not in ``allowed``.
+
+    Args:
+        owner: Name of the function or class, for the message.
+        kwargs: The keyword arguments received.
+        allowed: Names that are accepted.
+    """
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"Unrecognized keyword arguments passed to {owner}: {unknown}. "
+            + (f"Allowed: {sorted(allowed)}. " if allowed else "")
+            + f"Received: kwargs={kwargs!r}"
+        )
+
+
+def check_bool(name, value):
+    """`value` must be exactly True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"Argument `{name}` must be True or False. {_received(name, value)}"
+        )
+    return bool(value)
+
+
+def check_int(name, value, minimum=1, maximum=None):
+    """`value` must be an integer (not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be an integer >= {minimum}. {_received(name, value)}"
+        )
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(
+            f"Argument `{name}` must be an integer {bound}. {_received(name, value)}"
+        )
+    return int(value)
+
+
+def check_number(name, value, minimum=None, maximum=None, include_minimum=True):
+    """`value` must be a finite real number (not a bool) within the bounds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Argument `{name}` must be a number. {_received(name, value)}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value >= minimum if include_minimum else value > minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        bracket = "[" if include_minimum and minimum is not None else "("
+        closing = "]" if maximum is not None else ")"
+        raise ValueError(
+            f"Argument `{name}` must be a finite number in {bracket}{low}, {high}{closing}. "
+            f"{_received(name, value)}"
+        )
+    return value
+
+
+def check_choice(name, value, choices):
+    """`value` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(
+            f"Argument `{name}` must be one of {tuple(choices)}. {_received(name, value)}"
+        )
+    return value
+
+
+def check_seed(name, value):
+    """`value` must be None or an integer >= 0."""
+    if value is None:
+        return None
+    return check_int(name, value, minimum=0)
