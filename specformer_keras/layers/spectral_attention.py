@@ -12,6 +12,11 @@ from specformer_keras.spectral import (
     power_iteration,
     spectral_norm_estimate,
 )
+from specformer_keras.utils.validation import (
+    check_int,
+    layer_arguments,
+    reject_unknown_kwargs,
+)
 
 try:  # Reading a kernel without mixed-precision autocast (float32 power iteration).
     from keras.src.backend import AutocastScope as _AutocastScope
@@ -138,17 +143,14 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
     """
 
     def __init__(self, num_heads, key_dim, penalty=0.0, power_iterations=1, **kwargs):
+        reject_unknown_kwargs(
+            type(self).__name__,
+            kwargs,
+            allowed=layer_arguments(keras.layers.MultiHeadAttention),
+        )
         self._penalty_config = penalty
         lambdas = normalize_penalty(penalty)
-        if (
-            isinstance(power_iterations, bool)
-            or not isinstance(power_iterations, numbers.Integral)
-            or power_iterations < 1
-        ):
-            raise ValueError(
-                "`power_iterations` must be an integer >= 1. "
-                f"Received: power_iterations={power_iterations!r}"
-            )
+        check_int("power_iterations", power_iterations)
         super().__init__(num_heads=num_heads, key_dim=key_dim, **kwargs)
         self.lambdas = dict(zip(PROJECTIONS, lambdas))
         self.power_iterations = int(power_iterations)
@@ -234,14 +236,7 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         Args:
             iterations: Number of steps (>= 1).
         """
-        if (
-            isinstance(iterations, bool)
-            or not isinstance(iterations, int)
-            or iterations < 1
-        ):
-            raise ValueError(
-                f"`iterations` must be an integer >= 1. Received: iterations={iterations!r}"
-            )
+        check_int("iterations", iterations)
         for name in self.penalized_projections:
             u_var, v_var = self._spectral_state[name]
             u, v = power_iteration(self._float32_kernel(name), u_var.value, iterations)

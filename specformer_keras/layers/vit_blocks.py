@@ -3,21 +3,25 @@
 import keras
 from keras import ops
 
-from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
+from specformer_keras.layers.spectral_attention import (
+    SpectralMultiHeadAttention,
+    normalize_penalty,
+)
+from specformer_keras.utils.validation import (
+    check_bool,
+    check_int,
+    check_number,
+    check_rate,
+    layer_arguments,
+    reject_unknown_kwargs,
+)
 
 _PACKAGE = "specformer_keras"
+_LAYER_KWARGS = layer_arguments()
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _check_rate(name, value):
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value!r}")
+def _reject_unknown(layer, kwargs):
+    reject_unknown_kwargs(type(layer).__name__, kwargs, allowed=_LAYER_KWARGS)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -47,9 +51,10 @@ class PatchEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, patch_size, hidden_dim, **kwargs):
+        _reject_unknown(self, kwargs)
         super().__init__(**kwargs)
-        _check_positive_int("patch_size", patch_size)
-        _check_positive_int("hidden_dim", hidden_dim)
+        check_int("patch_size", patch_size)
+        check_int("hidden_dim", hidden_dim)
         self.patch_size = patch_size
         self.hidden_dim = hidden_dim
         self.projection = keras.layers.Conv2D(
@@ -105,10 +110,11 @@ class ClassTokenAndPosition(keras.layers.Layer):
     """
 
     def __init__(self, num_patches, use_class_token=True, **kwargs):
+        _reject_unknown(self, kwargs)
         super().__init__(**kwargs)
-        _check_positive_int("num_patches", num_patches)
+        check_int("num_patches", num_patches)
         self.num_patches = num_patches
-        self.use_class_token = bool(use_class_token)
+        self.use_class_token = check_bool("use_class_token", use_class_token)
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -172,8 +178,9 @@ class StochasticDepth(keras.layers.Layer):
     """
 
     def __init__(self, rate, seed=None, **kwargs):
+        _reject_unknown(self, kwargs)
         super().__init__(**kwargs)
-        _check_rate("rate", rate)
+        check_rate("rate", rate)
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.rate else None
@@ -247,13 +254,14 @@ class EncoderBlock(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        _reject_unknown(self, kwargs)
         super().__init__(**kwargs)
         for name, value in (
             ("hidden_dim", hidden_dim),
             ("num_heads", num_heads),
             ("mlp_dim", mlp_dim),
         ):
-            _check_positive_int(name, value)
+            check_int(name, value)
         if hidden_dim % num_heads:
             raise ValueError(
                 "`hidden_dim` must be divisible by `num_heads`. "
@@ -264,10 +272,42 @@ class EncoderBlock(keras.layers.Layer):
             ("attention_dropout", attention_dropout),
             ("drop_path_rate", drop_path_rate),
         ):
-            _check_rate(name, value)
+            check_rate(name, value)
+        check_number("layer_norm_epsilon", layer_norm_epsilon, minimum=0.0)
+        check_int("power_iterations", power_iterations)
+        lambdas = normalize_penalty(penalty)
         if isinstance(attention_cls, str):
-            attention_cls = keras.saving.get_registered_object(attention_cls)
+            name = attention_cls
+            # Registered classes ("package>Name") or Keras's own layers by name
+            # (get_config writes "MultiHeadAttention" for the plain class).
+            attention_cls = keras.saving.get_registered_object(
+                name, module_objects=vars(keras.layers)
+            )
+            if attention_cls is None:
+                raise ValueError(
+                    "Argument `attention_cls` names no registered Keras class "
+                    "(register it with keras.saving.register_keras_serializable). "
+                    f"Received: attention_cls={name!r}"
+                )
+        if attention_cls is not None and not (
+            isinstance(attention_cls, type)
+            and issubclass(attention_cls, keras.layers.Layer)
+        ):
+            raise TypeError(
+                "Argument `attention_cls` must be a Keras layer class with the "
+                "keras.layers.MultiHeadAttention interface. "
+                f"Received: attention_cls={attention_cls!r}"
+            )
         self.attention_cls = attention_cls or SpectralMultiHeadAttention
+        if any(lambdas) and not issubclass(
+            self.attention_cls, SpectralMultiHeadAttention
+        ):
+            raise ValueError(
+                f"Argument `penalty` needs an MSVP attention class; "
+                f"{self.attention_cls.__name__} would ignore it. Use "
+                "attention_cls=SpectralMultiHeadAttention (the default) or "
+                f"penalty=0. Received: penalty={penalty!r}"
+            )
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim

@@ -11,10 +11,14 @@ from specformer_keras.layers.vit_blocks import (
     ClassTokenAndPosition,
     EncoderBlock,
     PatchEmbedding,
-    _check_positive_int,
-    _check_rate,
+    check_rate,
 )
 from specformer_keras.models.presets import PRESETS, get_preset
+from specformer_keras.utils.validation import check_int, reject_unknown_kwargs
+
+# `keras.Model` arguments a functional `SpectralViT` honours (Keras's
+# functional constructor ignores any other keyword silently).
+MODEL_KWARGS = ("name", "trainable")
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
@@ -97,7 +101,15 @@ class SpectralViT(keras.Model):
             CIFAR-10's.
         std: Per-channel standard deviation. Defaults to CIFAR-10's.
         seed: Optional seed for u/v initialization, dropout and drop path.
-        **kwargs: `keras.Model` arguments such as `name` or `dtype`.
+        **kwargs: `keras.Model` arguments `name` and `trainable`. Any other
+            keyword (a misspelled argument, or `dtype`: set a mixed-precision
+            policy with `keras.config.set_dtype_policy` before building) is a
+            `TypeError`.
+
+    Raises:
+        TypeError: for an unknown keyword argument or an argument of the
+            wrong type.
+        ValueError: for an argument out of range.
 
     Example:
 
@@ -143,6 +155,13 @@ class SpectralViT(keras.Model):
         seed=None,
         **kwargs,
     ):
+        if "dtype" in kwargs:
+            raise TypeError(
+                "SpectralViT does not take `dtype` (a functional model would "
+                "ignore it): call keras.config.set_dtype_policy(...) before "
+                f"building the model. Received: dtype={kwargs['dtype']!r}"
+            )
+        reject_unknown_kwargs("SpectralViT", kwargs, allowed=MODEL_KWARGS)
         for name, value in (
             ("image_size", image_size),
             ("patch_size", patch_size),
@@ -153,7 +172,7 @@ class SpectralViT(keras.Model):
             ("mlp_dim", mlp_dim),
             ("channels", channels),
         ):
-            _check_positive_int(name, value)
+            check_int(name, value, minimum=1)
         if image_size % patch_size:
             raise ValueError(
                 "`image_size` must be divisible by `patch_size`. "
@@ -173,7 +192,8 @@ class SpectralViT(keras.Model):
             ("attention_dropout", attention_dropout),
             ("drop_path_rate", drop_path_rate),
         ):
-            _check_rate(name, value)
+            check_rate(name, value)
+        check_int("power_iterations", power_iterations, minimum=1)
         normalize_penalty(penalty)  # validates early, with the argument's name
         mean = _per_channel("mean", mean, channels)
         std = _per_channel("std", std, channels)
@@ -243,6 +263,11 @@ class SpectralViT(keras.Model):
             **overrides: Constructor arguments replacing the preset's
                 (e.g. `num_classes=100, penalty=1e-3`).
 
+        Raises:
+            ValueError: for an unknown preset name.
+            TypeError: for an override that is not a `SpectralViT` argument
+                (e.g. `hidden_dims=32`).
+
         Example:
 
         ```python
@@ -253,6 +278,11 @@ class SpectralViT(keras.Model):
         ```
         """
         config = get_preset(name)
+        reject_unknown_kwargs(
+            f"{cls.__name__}.from_preset",
+            overrides,
+            allowed=_constructor_arguments(cls) + MODEL_KWARGS,
+        )
         config.update(overrides)
         return cls(**config)
 
@@ -329,6 +359,18 @@ class SpectralViT(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _constructor_arguments(cls):
+    """Names of the explicit arguments of ``cls.__init__``."""
+    import inspect
+
+    return tuple(
+        name
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self"
+        and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+    )
 
 
 def _per_channel(name, value, channels):

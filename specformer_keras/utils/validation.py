@@ -107,3 +107,36 @@ def check_seed(name, value):
     if value is None:
         return None
     return check_int(name, value, minimum=0)
+
+
+def check_rate(name, value):
+    """`value` must be a number in ``[0, 1)`` (a dropout or drop-path rate)."""
+    number = check_number(name, value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(
+            f"Argument `{name}` must be a number in [0, 1). {_received(name, value)}"
+        )
+    return number
+
+
+def layer_arguments(*classes):
+    """Keyword arguments the constructors of Keras ``classes`` accept.
+
+    The explicit arguments of each class's ``__init__`` plus those of the base
+    ``keras.layers.Layer`` (``name``, ``dtype``, ``trainable``, ...), which
+    Keras also accepts as ``input_shape``/``input_dim``. Pass the result as
+    ``allowed`` to `reject_unknown_kwargs` before ``super().__init__``.
+    """
+    import inspect
+
+    import keras
+
+    names = {"input_shape", "input_dim"}
+    for cls in classes + (keras.layers.Layer,):
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and parameter.kind not in (
+                parameter.VAR_KEYWORD,
+                parameter.VAR_POSITIONAL,
+            ):
+                names.add(name)
+    return tuple(sorted(names))

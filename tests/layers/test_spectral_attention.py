@@ -272,12 +272,41 @@ def test_trains_inside_every_model_style(style, jit_compile):
         ({"penalty": (1e-3, -1, 0)}, ">= 0"),
         ({"penalty": float("nan")}, "finite"),
         ({"power_iterations": 0}, "power_iterations=0"),
-        ({"power_iterations": 1.5}, "power_iterations=1.5"),
     ],
 )
 def test_invalid_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpectralMultiHeadAttention(num_heads=2, key_dim=4, **kwargs)
+
+
+def test_non_integer_power_iterations_is_a_type_error():
+    with pytest.raises(TypeError, match="Received: power_iterations=1.5"):
+        SpectralMultiHeadAttention(num_heads=2, key_dim=4, power_iterations=1.5)
+    layer = make_layer()
+    with pytest.raises(TypeError, match="Received: iterations=2.0"):
+        layer.warmup_power_iteration(2.0)
+
+
+def test_unknown_keyword_arguments_are_refused():
+    with pytest.raises(
+        TypeError,
+        match=r"Unrecognized keyword arguments passed to SpectralMultiHeadAttention"
+        r".*'penalti'.*Received",
+    ):
+        SpectralMultiHeadAttention(num_heads=2, key_dim=4, penalti=1.0)
+    # Every MultiHeadAttention and base Layer argument is still accepted.
+    layer = SpectralMultiHeadAttention(
+        num_heads=2,
+        key_dim=4,
+        value_dim=3,
+        use_bias=False,
+        dropout=0.1,
+        name="mha",
+        dtype="float32",
+        trainable=False,
+        penalty=1e-3,
+    )
+    assert (layer.name, layer.trainable) == ("mha", False)
 
 
 def test_non_numeric_penalty_is_a_type_error():

@@ -185,7 +185,6 @@ def test_weights_saved_under_other_backend_give_same_logits(tmp_path):
         ({"patch_size": -4}, "patch_size=-4"),
         ({"num_classes": 0}, "num_classes=0"),
         ({"depth": 0}, "depth=0"),
-        ({"mlp_dim": 2.5}, "mlp_dim=2.5"),
         ({"hidden_dim": 18, "num_heads": 4}, "hidden_dim=18, num_heads=4"),
         ({"image_size": 10}, "image_size=10, patch_size=4"),
         ({"pooling": "max"}, "pooling='max'"),
@@ -199,6 +198,50 @@ def test_weights_saved_under_other_backend_give_same_logits(tmp_path):
 def test_invalid_constructor_arguments(overrides, match):
     with pytest.raises(ValueError, match=match):
         SpectralViT(**{**TINY, **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"mlp_dim": 2.5}, "Received: mlp_dim=2.5"),
+        ({"power_iterations": 1.5}, "Received: power_iterations=1.5"),
+        ({"dropout_rate": "0.1"}, "Received: dropout_rate='0.1'"),
+    ],
+)
+def test_wrongly_typed_constructor_arguments(overrides, match):
+    with pytest.raises(TypeError, match=match):
+        SpectralViT(**{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("typo", [{"penalti": 1.0}, {"hidden_dims": 32}])
+def test_unknown_keyword_arguments_are_refused(typo):
+    # Keras's functional constructor ignores unknown keywords: a typo would
+    # silently build the default model (issue 13).
+    with pytest.raises(
+        TypeError, match=rf"Unrecognized keyword arguments.*{list(typo)[0]}.*Received"
+    ):
+        SpectralViT(**TINY, **typo)
+    with pytest.raises(
+        TypeError,
+        match=rf"Unrecognized keyword arguments passed to SpectralViT.from_preset"
+        rf".*{list(typo)[0]}.*Received",
+    ):
+        SpectralViT.from_preset("vit_micro_patch4_32", **typo)
+
+
+def test_dtype_is_refused_with_the_policy_hint():
+    # `dtype` was silently ignored by the functional constructor.
+    with pytest.raises(TypeError, match="set_dtype_policy.*Received: dtype='bfloat16'"):
+        SpectralViT(**TINY, dtype="bfloat16")
+
+
+def test_model_keyword_arguments_still_work():
+    model = SpectralViT(**TINY, name="vit", trainable=False)
+    assert model.name == "vit" and not model.trainable
+    model = SpectralViT.from_preset(
+        "vit_micro_patch4_32", image_size=8, depth=1, trainable=False
+    )
+    assert model.depth == 1 and not model.trainable
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8), (2, 8, 8, 1), (2, 16, 16, 3)])
