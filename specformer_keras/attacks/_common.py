@@ -7,9 +7,10 @@ reproducible random starts, and the losses the components need beyond
 `specformer_keras.attacks.losses`.
 """
 
-import keras
 import numpy as np
 from keras import ops
+
+from specformer_keras.backend import backend_module
 
 NORMS = ("linf", "l2")
 
@@ -38,6 +39,7 @@ def sorted_logits(logits):
 
 def dlr_loss(logits, y):
     """Untargeted DLR: ``-(z_y - max_{j!=y} z_j) / (z_pi1 - z_pi3)``."""
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
     classes = ops.shape(logits)[-1]
     one_hot = ops.one_hot(ops.cast(y, "int32"), classes, dtype=logits.dtype)
     true_logit = ops.sum(logits * one_hot, axis=-1)
@@ -48,6 +50,7 @@ def dlr_loss(logits, y):
 
 def targeted_dlr_loss(logits, y, y_target):
     """Targeted DLR: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``."""
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
     classes = ops.shape(logits)[-1]
     true_logit = ops.sum(logits * ops.one_hot(ops.cast(y, "int32"), classes), axis=-1)
     target_logit = ops.sum(
@@ -60,6 +63,7 @@ def targeted_dlr_loss(logits, y, y_target):
 
 def cross_entropy_loss(logits, y):
     """Per-example cross-entropy of logits."""
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
     log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
     classes = ops.shape(logits)[-1]
     return -ops.sum(log_probs * ops.one_hot(ops.cast(y, "int32"), classes), axis=-1)
@@ -67,6 +71,7 @@ def cross_entropy_loss(logits, y):
 
 def target_margin(logits, y, y_target):
     """``z_t - z_y``: positive once the target beats the true class (FAB-T)."""
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
     classes = ops.shape(logits)[-1]
     true_logit = ops.sum(logits * ops.one_hot(ops.cast(y, "int32"), classes), axis=-1)
     target_logit = ops.sum(
@@ -280,17 +285,9 @@ def compile_body(model, key, body):
     and ``logits_fn(x)`` run the model with ``training=False``; the whole body
     (its loops included) is one compiled program: TF
     ``tf.function(jit_compile=True)``, JAX ``jax.jit`` over
-    ``stateless_call``. Returns a callable taking numpy arrays and returning
-    numpy arrays.
+    ``stateless_call``, torch an eager loop with ``torch.autograd.grad`` on the
+    input (see ``specformer_keras.backend.torch_attacks``). The backend module
+    is chosen by ``specformer_keras.backend.backend_module("attacks")``.
+    Returns a callable taking numpy arrays and returning numpy arrays.
     """
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        from specformer_keras.backend import tensorflow_attacks as compiler
-    elif backend == "jax":
-        from specformer_keras.backend import jax_attacks as compiler
-    else:
-        raise NotImplementedError(
-            "The AutoAttack components are compiled for the TensorFlow and JAX "
-            f"backends only. Received: backend={backend!r}"
-        )
-    return compiler.compile_body(model, key, body)
+    return backend_module("attacks").compile_body(model, key, body)

@@ -3,11 +3,15 @@
 Per backend and concern there is one module ``<backend>_<concern>.py``, with the
 same names in each (as Keras keeps ``keras/src/backend/<name>/``):
 
-* ``*_attacks``: ``compile_body(model, key, body)`` compiles a pure ``keras.ops``
+* ``*_attacks``: ``compile_body(model, key, body)`` runs a pure ``keras.ops``
   attack loop (FGSM, PGD, APGD, FAB, Square) with the model in inference mode and
-  input gradients.
-* ``*_trainer``: the adversarial ``train_step``/``test_step`` mixin of
-  ``AdversarialTrainer``.
+  input gradients: ``tensorflow_attacks`` (``tf.function(jit_compile=True)`` +
+  ``GradientTape``), ``jax_attacks`` (``jax.jit`` over ``stateless_call``),
+  ``torch_attacks`` (eager loop, ``torch.autograd.grad`` on the input; eager
+  measured faster than ``torch.compile`` here).
+* ``*_trainer``: ``AdversarialSteps``, the adversarial ``train_step``/
+  ``test_step`` mixin of ``AdversarialTrainer`` (``tensorflow_trainer``,
+  ``jax_trainer``, ``torch_trainer``).
 
 `backend_module(concern)` is the single dispatch point: every other part of the
 package asks it instead of reading ``keras.config.backend()`` itself.

@@ -119,3 +119,6 @@ class JAXAdversarialSteps:
     def test_step(self, state, data):
         logs, state = super().test_step(state, data)
         return self.filter_test_logs(logs), state
+
+
+AdversarialSteps = JAXAdversarialSteps

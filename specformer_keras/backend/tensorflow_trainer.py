@@ -74,3 +74,6 @@ class TensorFlowAdversarialSteps:
 
     def test_step(self, data):
         return self.filter_test_logs(super().test_step(data))
+
+
+AdversarialSteps = TensorFlowAdversarialSteps

@@ -1,4 +1,4 @@
-"""`AdversarialTrainer`: PGD-AT and TRADES inside `model.fit`, on TF and JAX.
+"""`AdversarialTrainer`: PGD-AT and TRADES inside `model.fit`, on TF, JAX and torch.
 
 The trainer wraps a classifier (images in [0, 1] -> logits). Each training
 step has two phases:
@@ -13,9 +13,9 @@ step has two phases:
    `x_adv`; TRADES runs the classifier once on `concat([x, x_adv])` so the
    power iteration runs once and the MSVP `add_loss` terms are counted once.
 
-The per-backend train steps live in `specformer_keras/backend/` (the class
-used is picked once from `keras.config.backend()`, like Keras picks its
-trainer); everything here is `keras.ops`.
+The per-backend train steps live in `specformer_keras/backend/` (the mixin
+is picked once by `specformer_keras.backend.backend_module("trainer")`, like
+Keras picks its trainer); everything here is `keras.ops`.
 """
 
 import numbers
@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from specformer_keras.attacks.pgd import pgd_body
+from specformer_keras.backend import backend_module
 from specformer_keras.training.objectives import (
     TradesKLDivergence,
     kl_from_probabilities,
@@ -33,24 +34,14 @@ from specformer_keras.training.objectives import (
 METHODS = ("pgd_at", "trades")
 TRADES_RANDOM_START_STDDEV = 0.001
 
-_BACKEND = keras.config.backend()
-if _BACKEND == "tensorflow":
-    from specformer_keras.backend.tensorflow_trainer import (
-        TensorFlowAdversarialSteps as _BackendSteps,
-    )
-elif _BACKEND == "jax":
-    from specformer_keras.backend.jax_trainer import (
-        JAXAdversarialSteps as _BackendSteps,
-    )
-else:
+try:
+    _BackendSteps = backend_module("trainer").AdversarialSteps
+except NotImplementedError as _error:  # e.g. KERAS_BACKEND=numpy: fail on use
+    _UNSUPPORTED = str(_error)
 
     class _BackendSteps:
         def __init__(self, *args, **kwargs):
-            raise NotImplementedError(
-                "AdversarialTrainer supports the 'tensorflow' and 'jax' backends; "
-                f"the '{_BACKEND}' backend has no adversarial train step yet. "
-                f"Received: KERAS_BACKEND={_BACKEND!r}"
-            )
+            raise NotImplementedError(_UNSUPPORTED)
 
 
 def _check_number(name, value, minimum=0.0):

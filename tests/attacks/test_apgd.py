@@ -90,23 +90,23 @@ def test_apgd_returns_highest_loss_point_for_unbroken_points():
     x, y = toy_data(32, seed=5)
     x_adv = apgd(model, x, y, 0.01, steps=5, seed=0)
     # A tiny budget breaks few points; the others move to higher loss.
-    still_right = np.asarray(model(x_adv)).argmax(-1) == y
+    still_right = keras.ops.convert_to_numpy(model(x_adv)).argmax(-1) == y
     assert still_right.any()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    before = np.asarray(loss(y, model(x)))[still_right]
-    after = np.asarray(loss(y, model(x_adv)))[still_right]
+    before = keras.ops.convert_to_numpy(loss(y, model(x)))[still_right]
+    after = keras.ops.convert_to_numpy(loss(y, model(x_adv)))[still_right]
     assert after.mean() > before.mean()
 
 
 def test_apgd_targeted_hits_the_second_class_on_an_easy_model():
     model = trained_mlp()
     x, y = toy_data(64, seed=6)
-    logits = np.asarray(model(x))
+    logits = keras.ops.convert_to_numpy(model(x))
     second = np.argsort(-logits, axis=1)[:, 1]
     x_adv = apgd_targeted(model, x, y, 0.1, steps=20, n_target_classes=1, seed=0)
     assert linf(x_adv, x).max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    pred = np.asarray(model(x_adv)).argmax(-1)
+    pred = keras.ops.convert_to_numpy(model(x_adv)).argmax(-1)
     fooled = pred != y
     assert fooled.mean() > 0.25
     assert (pred[fooled] == second[fooled]).mean() > 0.9

@@ -93,16 +93,16 @@ def test_fab_finds_nearly_minimal_perturbation_of_a_linear_model(norm):
     weights = model.get_weights()[0]
     rng = np.random.default_rng(3)
     x = rng.uniform(0.45, 0.55, size=(16, 4, 4, 1)).astype("float32")
-    y = np.asarray(model(x)).argmax(-1)
+    y = keras.ops.convert_to_numpy(model(x)).argmax(-1)
     x_adv = fab_targeted(model, x, y, eps=10.0, norm=norm, steps=20, seed=0)
-    logits = np.asarray(model(x))
+    logits = keras.ops.convert_to_numpy(model(x))
     gap = np.abs(logits[:, 0] - logits[:, 1])
     normal = np.abs(weights[:, 0] - weights[:, 1])
     dual = normal.sum() if norm == "linf" else np.sqrt((normal**2).sum())
     minimal = gap / dual  # distance to the boundary; the box is not active here
     assert minimal.max() < 0.1
     found = linf(x_adv, x) if norm == "linf" else l2(x_adv, x)
-    assert np.all(np.asarray(model(x_adv)).argmax(-1) != y)
+    assert np.all(keras.ops.convert_to_numpy(model(x_adv)).argmax(-1) != y)
     assert np.all(found >= minimal * (1 - 1e-3))
     assert np.all(found <= minimal * 1.06)
 
@@ -115,8 +115,8 @@ def test_fab_respects_budget_and_hits_target():
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert linf(x_adv, x).max() <= eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    pred = np.asarray(model(x_adv)).argmax(-1)
-    second = np.argsort(-np.asarray(model(x)), axis=1)[:, 1]
+    pred = keras.ops.convert_to_numpy(model(x_adv)).argmax(-1)
+    second = np.argsort(-keras.ops.convert_to_numpy(model(x)), axis=1)[:, 1]
     fooled = pred != y
     assert fooled.mean() > 0.2
     assert (pred[fooled] == second[fooled]).mean() > 0.9

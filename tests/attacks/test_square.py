@@ -35,7 +35,7 @@ def test_square_breaks_a_gradient_masked_model_that_apgd_cannot_move():
     x, y = toy_data(32, seed=13)
     eps = 0.15
     clean = accuracy(masked, x, y)
-    x_square = square(masked, x, y, eps, n_queries=300, seed=0)
+    x_square = square(masked, x, y, eps, n_queries=1000, seed=0)
     assert linf(x_square, x).max() <= eps + 1e-6
     assert x_square.min() >= 0.0 and x_square.max() <= 1.0
     assert x_square.shape == x.shape and x_square.dtype == x.dtype

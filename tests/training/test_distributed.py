@@ -57,8 +57,13 @@ def backend_under_test():
 @pytest.mark.parametrize("method", METHODS)
 def test_two_replicas_match_one(method):
     backend = backend_under_test()
-    if backend not in ("tensorflow", "jax"):
-        pytest.skip(f"no multi-device path for backend {backend}")
+    if backend == "torch":
+        pytest.skip(
+            "Keras 3.15 has no multi-device path for `fit` on torch: "
+            "keras.distribution is implemented for JAX only (its torch "
+            "distribution_lib is None) and torch DistributedDataParallel is "
+            "only usable from a custom training loop, not from `fit`"
+        )
     result = run_worker(backend)[method]
     assert result["replicas"] == [1, NUM_DEVICES]
     single, multi = result["runs"]

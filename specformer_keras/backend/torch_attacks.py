@@ -1,0 +1,102 @@
+"""PyTorch execution of attack loops (FGSM, PGD and the AutoAttack components).
+
+`compile_body(model, key, body)` runs ``body(evaluate_fn, logits_fn, *tensors)``
+(a pure ``keras.ops`` function, loops included) with the live model in
+inference mode (``training=False``). Keras runs ``predict`` and test steps
+under ``torch.no_grad``, so ``evaluate_fn`` opens ``torch.enable_grad()``,
+detaches the input, marks it ``requires_grad_(True)`` and takes
+``torch.autograd.grad`` of the summed loss with respect to the input only: the
+weights' ``.grad`` stay untouched, and u/v (parameters with
+``requires_grad=False``) are never differentiated. Everything else runs under
+``torch.no_grad``. Runners are cached per model (weakly) and ``key``.
+
+MEASUREMENT PENDING (filled in from benchmarks/torch_compile_choice.py).
+"""
+
+import weakref
+
+import torch
+from keras import ops
+
+_CACHE = weakref.WeakKeyDictionary()
+
+
+def _logits(model, x):
+    return ops.cast(model(x, training=False), "float32")
+
+
+def input_value_and_grad(forward, x):
+    """``(value, d sum(value) / dx, aux)`` of ``forward(x) -> (value, aux)``.
+
+    Gradients flow to ``x`` only, also inside ``torch.no_grad`` (Keras'
+    predict and test steps): ``x`` is detached and marked as requiring
+    gradients, and ``torch.autograd.grad`` leaves every weight's ``.grad``
+    untouched. The returned tensors carry no autograd history.
+
+    Args:
+        forward: ``x -> (per-example value, aux tensor or None)``.
+        x: input tensor.
+
+    Returns:
+        ``(value, grad, aux)``, detached; ``grad`` has x's shape (zeros where
+        the value does not depend on x).
+
+    Example:
+
+    ```python
+    import torch
+    from specformer_keras.backend.torch_attacks import input_value_and_grad
+
+    value, grad, _ = input_value_and_grad(lambda x: ((x**2).sum(1), None),
+                                          torch.ones(2, 3))
+    assert torch.equal(grad, 2 * torch.ones(2, 3))
+    ```
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        value, aux = forward(x)
+        if value.requires_grad:
+            (grad,) = torch.autograd.grad(value.sum(), x, allow_unused=True)
+        else:
+            grad = None
+    if grad is None:
+        grad = torch.zeros_like(x)
+    if aux is not None:
+        aux = aux.detach()
+    return value.detach(), grad.detach(), aux
+
+
+def compile_body(model, key, body):
+    """Cached numpy-in / numpy-out runner of ``body`` (see module docstring).
+
+    Args:
+        model: Keras model returning logits.
+        key: hashable description of the static settings closed over by body.
+        body: ``body(evaluate_fn, logits_fn, *tensors) -> tuple of tensors`` with
+            ``evaluate_fn(loss_fn, x, *loss_args) -> (loss, d sum(loss)/dx, logits)``.
+
+    Returns:
+        ``run(*arrays) -> tuple of numpy arrays``.
+    """
+    per_model = _CACHE.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+
+    def logits_fn(x):
+        return _logits(model, x)
+
+    def evaluate_fn(loss_fn, x, *loss_args):
+        def forward(x):
+            logits = _logits(model, x)
+            return loss_fn(logits, *loss_args), logits
+
+        return input_value_and_grad(forward, x)
+
+    def run(*arrays):
+        with torch.no_grad():
+            tensors = [ops.convert_to_tensor(a) for a in arrays]
+            outputs = body(evaluate_fn, logits_fn, *tensors)
+        return tuple(ops.convert_to_numpy(o) for o in outputs)
+
+    per_model[key] = run
+    return run
