@@ -1,13 +1,113 @@
-"""`SpectralNormMonitor`: every attention layer's sigma over training, per epoch."""
+"""`SpectralNormMonitor` (every attention layer's sigma per epoch) and `ScalarLogger`.
+
+TensorBoard event files are written without TensorFlow, on every backend:
+with tensorboardX when it is installed, otherwise with the `tensorboard`
+package's own event writer. `keras.callbacks.TensorBoard` imports TensorFlow;
+`ScalarLogger` writes the same epoch scalars (`epoch_loss`, ...) without it.
+"""
 
 import csv
 import json
 import os
+import time
+import warnings
 
 import keras
 import numpy as np
 
+from specformer_keras.utils.io import atomic_write_json, atomic_write_text
+from specformer_keras.utils.validation import check_bool, check_choice
+
 REDUCTIONS = ("max", "mean")
+
+
+def _writer_backend():
+    """`"tensorboardX"`, `"tensorboard"` or None: what can write event files."""
+    import importlib.util
+
+    for name in ("tensorboardX", "tensorboard"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def _require_writer(owner):
+    if _writer_backend() is None:
+        raise ImportError(
+            f"{owner}(log_dir=...) writes TensorBoard files with tensorboardX or "
+            "tensorboard, and neither is installed: pip install tensorboardX"
+        )
+
+
+class EventWriter:
+    """Writes TensorBoard scalars to one folder, without TensorFlow.
+
+    Uses tensorboardX when installed, else the `tensorboard` package's record
+    writer and protos on a plain file (its `EventFileWriter` imports
+    TensorFlow when TensorFlow is installed, so it is not used). Both are read
+    back by TensorBoard and by
+    `tensorboard.backend.event_processing.event_accumulator.EventAccumulator`.
+
+    Args:
+        log_dir: The folder of the event file (created if needed).
+
+    Example:
+
+    ```python
+    import tempfile
+    from specformer_keras.callbacks import EventWriter
+
+    writer = EventWriter(tempfile.mkdtemp())
+    writer.scalar("loss", 0.5, step=1)
+    writer.close()
+    ```
+    """
+
+    def __init__(self, log_dir):
+        _require_writer("EventWriter")
+        os.makedirs(log_dir, exist_ok=True)
+        self.log_dir = log_dir
+        self._x = self._records = None
+        if _writer_backend() == "tensorboardX":
+            from tensorboardX import SummaryWriter
+
+            self._x = SummaryWriter(log_dir)
+            return
+        import socket
+
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        name = (
+            f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}."
+            f"{os.getpid()}.{id(self)}"
+        )
+        self._records = RecordWriter(open(os.path.join(log_dir, name), "wb"))
+        self._write(file_version="brain.Event:2")
+
+    def _write(self, **fields):
+        from tensorboard.compat.proto import event_pb2
+
+        event = event_pb2.Event(wall_time=time.time(), **fields)
+        self._records.write(event.SerializeToString())
+
+    def scalar(self, tag, value, step):
+        """Adds one scalar (NaN allowed) at integer `step`."""
+        value, step = float(value), int(step)
+        if self._x is not None:
+            self._x.add_scalar(tag, value, global_step=step)
+            return
+        from tensorboard.compat.proto import summary_pb2
+
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]
+        )
+        self._write(step=step, summary=summary)
+
+    def flush(self):
+        (self._x or self._records).flush()
+
+    def close(self):
+        (self._x or self._records).close()
 
 
 def _spectral_norms(model, exact):
@@ -42,10 +142,7 @@ def flatten_spectral_norms(norms, reduction="max"):
     assert flat == {"sigma/block_0/query": 3.0}
     ```
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"`reduction` must be one of {REDUCTIONS}. Received: reduction={reduction!r}"
-        )
+    check_choice("reduction", reduction, REDUCTIONS)
     reduce = np.max if reduction == "max" else np.mean
     flat = {}
     for layer in sorted(norms):
@@ -65,10 +162,16 @@ class SpectralNormMonitor(keras.callbacks.Callback):
     * adds `sigma/<layer>/<projection>` (max or mean over heads) to the epoch
       `logs`, so the values appear in `History`, `CSVLogger` and
       `keras.callbacks.TensorBoard` (put this callback before them);
-    * writes per-head values as TensorBoard scalars to `log_dir` when given
-      (`tf.summary`; TensorFlow is installed with every backend here);
+    * writes per-head values as TensorBoard scalars to `<log_dir>/sigma` when
+      given (`EventWriter`: tensorboardX or tensorboard, no TensorFlow, on
+      every backend);
     * saves the whole per-head record to `json_path` and a flat table to
       `csv_path` after every epoch (for `specformer_keras.plots`).
+
+    NaN or inf weights (a diverged run) never crash it: their sigma is NaN
+    everywhere it is recorded, `diverged` becomes True, and a `RuntimeWarning`
+    says that training diverged; with `stop_on_nan=True` it also stops
+    training (`model.stop_training = True`) at the end of that epoch.
 
     Args:
         exact: True (default) for exact SVD values of query, key and value of
@@ -80,10 +183,12 @@ class SpectralNormMonitor(keras.callbacks.Callback):
         csv_path: Where to save a flat `epoch,layer,projection,head,sigma`
             table, or None.
         model: The model to read (default: the model being trained).
+        stop_on_nan: Stop training when a sigma is not finite.
 
     Attributes:
         history: List of `{"epoch": int, "norms": {layer: {projection:
             [per-head floats]}}}`; epoch -1 is the state before training.
+        diverged: Whether a recorded sigma was NaN or inf.
 
     Example:
 
@@ -111,15 +216,15 @@ class SpectralNormMonitor(keras.callbacks.Callback):
         json_path=None,
         csv_path=None,
         model=None,
+        stop_on_nan=False,
     ):
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"`reduction` must be one of {REDUCTIONS}. "
-                f"Received: reduction={reduction!r}"
-            )
-        if not isinstance(exact, bool):
-            raise TypeError(f"`exact` must be True or False. Received: exact={exact!r}")
+        check_choice("reduction", reduction, REDUCTIONS)
+        exact = check_bool("exact", exact)
+        self.stop_on_nan = check_bool("stop_on_nan", stop_on_nan)
+        if log_dir:
+            _require_writer("SpectralNormMonitor")
+        self.diverged = False
         self.exact = exact
         self.reduction = reduction
         self.log_dir = log_dir
@@ -135,7 +240,28 @@ class SpectralNormMonitor(keras.callbacks.Callback):
         )
 
     def _record(self, epoch):
-        norms = _spectral_norms(self._target(), self.exact)
+        with warnings.catch_warnings():
+            # One warning below names the epoch and layers instead.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            norms = _spectral_norms(self._target(), self.exact)
+        bad = sorted(
+            f"{layer}/{projection}"
+            for layer, values in norms.items()
+            for projection, heads in values.items()
+            if not np.isfinite(np.asarray(heads, dtype="float64")).all()
+        )
+        if bad:
+            self.diverged = True
+            when = "before training" if epoch < 0 else f"after epoch {epoch + 1}"
+            warnings.warn(
+                f"SpectralNormMonitor: sigma is NaN or inf {when} in {bad}: the "
+                "weights are not finite, training diverged. Stop and restart from "
+                "the last good checkpoint (e.g. with a lower learning rate).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            if self.stop_on_nan and self.model is not None:
+                self.model.stop_training = True
         entry = {
             "epoch": int(epoch),
             "norms": {
@@ -166,38 +292,33 @@ class SpectralNormMonitor(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
-            self._writer.flush()
+            self._writer.close()
+            self._writer = None
 
     def _write_tensorboard(self, entry):
         if not self.log_dir:
             return
-        import tensorflow as tf
-
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, "sigma")
-            )
+            self._writer = EventWriter(os.path.join(self.log_dir, "sigma"))
         step = entry["epoch"] + 1  # 0 = before training
-        with self._writer.as_default():
-            for layer, values in entry["norms"].items():
-                for projection, heads in values.items():
-                    for head, sigma in enumerate(heads):
-                        tf.summary.scalar(
-                            f"sigma/{layer}/{projection}/head_{head}", sigma, step=step
-                        )
-                    reduce = max if self.reduction == "max" else np.mean
-                    tf.summary.scalar(
-                        f"sigma_{self.reduction}/{layer}/{projection}",
-                        float(reduce(heads)),
-                        step=step,
+        reduce = np.max if self.reduction == "max" else np.mean
+        for layer, values in entry["norms"].items():
+            for projection, heads in values.items():
+                for head, sigma in enumerate(heads):
+                    self._writer.scalar(
+                        f"sigma/{layer}/{projection}/head_{head}", sigma, step
                     )
+                self._writer.scalar(
+                    f"sigma_{self.reduction}/{layer}/{projection}",
+                    float(reduce(np.asarray(heads, dtype="float64"))),
+                    step,
+                )
         self._writer.flush()
 
     def _save(self):
         if self.json_path:
-            _atomic_write(
-                self.json_path,
-                json.dumps({"exact": self.exact, "history": self.history}, indent=1),
+            atomic_write_json(
+                self.json_path, {"exact": self.exact, "history": self.history}, indent=1
             )
         if self.csv_path:
             rows = ["epoch,layer,projection,head,sigma"]
@@ -208,7 +329,7 @@ class SpectralNormMonitor(keras.callbacks.Callback):
                             rows.append(
                                 f"{entry['epoch']},{layer},{projection},{head},{sigma!r}"
                             )
-            _atomic_write(self.csv_path, "\n".join(rows) + "\n")
+            atomic_write_text(self.csv_path, "\n".join(rows) + "\n")
 
 
 def load_sigma_history(path):
@@ -233,10 +354,83 @@ def load_sigma_history(path):
     return [{"epoch": e, "norms": by_epoch[e]} for e in sorted(by_epoch)]
 
 
-def _atomic_write(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+class ScalarLogger(keras.callbacks.Callback):
+    """Writes the epoch logs (losses, metrics, learning rate) as TensorBoard scalars.
+
+    The epoch scalars of `keras.callbacks.TensorBoard`, in its layout
+    (`<log_dir>/train` and `<log_dir>/validation`, tags `epoch_loss`,
+    `epoch_accuracy`, ..., `epoch_learning_rate`), written without TensorFlow
+    (`EventWriter`), so it works on JAX and torch with TensorFlow absent.
+    Non-numeric log values are skipped; NaN is written as NaN.
+
+    Args:
+        log_dir: The TensorBoard folder.
+
+    Example:
+
+    ```python
+    import tempfile
+    import numpy as np
+    import keras
+    from specformer_keras.callbacks import ScalarLogger
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), epochs=2, verbose=0,
+              validation_data=(np.zeros((2, 3)), np.zeros((2, 2))),
+              callbacks=[ScalarLogger(tempfile.mkdtemp())])
+    ```
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise TypeError(
+                f"Argument `log_dir` must be a folder path. Received: log_dir={log_dir!r}"
+            )
+        _require_writer("ScalarLogger")
+        self.log_dir = str(log_dir)
+        self._writers = {}
+
+    def _writer(self, name):
+        if name not in self._writers:
+            self._writers[name] = EventWriter(os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        rate = self._learning_rate()
+        if rate is not None and "learning_rate" not in logs:
+            logs["learning_rate"] = rate
+        for key, value in sorted(logs.items()):
+            value = _as_float(value)
+            if value is None:
+                continue
+            if key.startswith("val_"):
+                self._writer("validation").scalar(f"epoch_{key[4:]}", value, epoch)
+            else:
+                self._writer("train").scalar(f"epoch_{key}", value, epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def _learning_rate(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return None
+        try:
+            return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        except Exception:  # a schedule or an optimizer without one
+            return None
+
+
+def _as_float(value):
+    try:
+        value = float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(()))
+    except Exception:
+        return None
+    return value

@@ -28,6 +28,8 @@ np.testing.assert_allclose(sigma, exact_spectral_norms(kernel), rtol=1e-3)
 ```
 """
 
+import warnings
+
 import numpy as np
 from keras import ops
 
@@ -118,6 +120,9 @@ def spectral_norm_estimate(kernel, u, v):
 def exact_spectral_norms(kernel):
     """Exact largest singular value of every head, by SVD (NumPy, float64).
 
+    A head whose weights are not finite (a diverged run) gets NaN, with a
+    `RuntimeWarning` saying that training diverged, instead of an error.
+
     Args:
         kernel: Array-like of shape `(d_model, num_heads, head_dim)`.
 
@@ -138,4 +143,26 @@ def exact_spectral_norms(kernel):
     kernel = np.asarray(ops.convert_to_numpy(kernel), dtype=np.float64)
     _check_kernel(kernel)
     per_head = np.transpose(kernel, (1, 0, 2))  # (num_heads, d_model, head_dim)
-    return np.linalg.svd(per_head, compute_uv=False)[:, 0]
+    # NaN/inf weights (a diverged run) give NaN for that head, never NumPy's
+    # "SVD did not converge": callers report it and stop cleanly.
+    finite = np.isfinite(per_head).all(axis=(1, 2))
+    sigma = np.full(per_head.shape[0], np.nan)
+    if finite.any():
+        try:
+            sigma[finite] = np.linalg.svd(per_head[finite], compute_uv=False)[:, 0]
+        except np.linalg.LinAlgError:
+            for h in np.flatnonzero(finite):
+                try:
+                    sigma[h] = np.linalg.svd(per_head[h], compute_uv=False)[0]
+                except np.linalg.LinAlgError:
+                    pass
+    if not finite.all() or np.isnan(sigma).any():
+        warnings.warn(
+            "exact_spectral_norms: non-finite weights (NaN or inf) in "
+            f"{int(np.isnan(sigma).sum())} of {len(sigma)} heads; their sigma is "
+            "NaN. Training diverged: stop and restart from the last good "
+            "checkpoint (e.g. with a lower learning rate).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return sigma
