@@ -277,3 +277,76 @@ def plot_accuracy_vs_eps(curve, path=None, title=None, eps_in_255=True):
     if title:
         ax.set_title(title)
     return _finish(fig, path)
+
+
+def plot_lipschitz_per_layer(reports, path=None, title=None):
+    """Local Lipschitz estimate and bound per attention layer, one line per model group.
+
+    Args:
+        reports: `{label: report or list of reports}` with reports from
+            `specformer_keras.diagnostics.lipschitz_report` (e.g.
+            `{"vanilla": [...], "MSVP λ=1e-2": [...]}`, one report per seed).
+            A group's line is the mean over its reports of the per-layer
+            median; the bar spans the reports' minimum to maximum.
+        path: PNG path to save to, or None.
+        title: Optional figure title.
+
+    Returns:
+        The matplotlib figure: left, the estimate per layer (solid) and the
+        theory bound (dashed, log scale); right, the whole model's estimate
+        (input -> logits) per group.
+
+    Example:
+
+    ```python
+    from specformer_keras.plots import plot_lipschitz_per_layer
+
+    report = {"model": {"median": 3.0},
+              "attention": {"block_0/attention": {"estimate": {"median": 1.2},
+                                                  "bound": {"median": 40.0}}}}
+    fig = plot_lipschitz_per_layer({"vanilla": report, "MSVP": [report, report]})
+    ```
+    """
+    if not isinstance(reports, dict) or not reports:
+        raise ValueError(
+            "`reports` must be a non-empty dict {label: report or list of reports}. "
+            f"Received: reports={type(reports).__name__}"
+        )
+    plt = _pyplot()
+    fig, (ax, ax_model) = plt.subplots(
+        1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]}
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = list(reports)
+    layer_names = None
+    for i, label in enumerate(labels):
+        group = reports[label]
+        group = [group] if isinstance(group, dict) else list(group)
+        layer_names = layer_names or list(group[0]["attention"])
+        color = colors[i % len(colors)]
+        x = np.arange(len(layer_names))
+        for key, style in (("estimate", "o-"), ("bound", "s--")):
+            values = np.array(
+                [[r["attention"][n][key]["median"] for n in layer_names] for r in group]
+            )
+            mean = values.mean(axis=0)
+            err = np.stack([mean - values.min(axis=0), values.max(axis=0) - mean])
+            ax.errorbar(x + 0.04 * i, mean, yerr=err, fmt=style, color=color,
+                        capsize=3, markersize=4,
+                        label=f"{label} ({key}, n={len(group)})")  # fmt: skip
+        model_values = np.array([r["model"]["median"] for r in group])
+        ax_model.bar(i, model_values.mean(), color=color, alpha=0.8)
+        ax_model.plot([i] * len(model_values), model_values, "k.", markersize=4)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(layer_names)))
+    ax.set_xticklabels([n.split("/")[0] for n in layer_names], rotation=20, fontsize=8)
+    ax.set_ylabel("local Lipschitz constant (median over images)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    ax_model.set_xticks(range(len(labels)))
+    ax_model.set_xticklabels(labels, rotation=20, fontsize=8)
+    ax_model.set_title("whole model (pixels → logits)", fontsize=9)
+    ax_model.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)

@@ -195,3 +195,17 @@ def test_cross_attention_is_refused():
     model = keras.Model(q, mha(q, kv))
     with pytest.raises(ValueError, match="self-attention"):
         lipschitz_report(model, np.ones((1, 3, 4), "float32"), iterations=1)
+
+
+def test_plot_lipschitz_per_layer(tmp_path):
+    from specformer_keras.plots import plot_lipschitz_per_layer
+
+    model = SpectralViT(image_size=8, patch_size=4, num_classes=3, hidden_dim=8, depth=2,
+                        num_heads=2, mlp_dim=8, seed=0)  # fmt: skip
+    x = np.random.default_rng(9).uniform(size=(2, 8, 8, 3)).astype("float32")
+    report = lipschitz_report(model, x, iterations=3)
+    path = tmp_path / "lipschitz.png"
+    fig = plot_lipschitz_per_layer({"vanilla": report, "msvp": [report, report]}, path=path)
+    assert path.stat().st_size > 0 and len(fig.axes) == 2
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_lipschitz_per_layer([])
