@@ -4,7 +4,6 @@ Each run uses the `smoke` config on a tiny synthetic image folder built here
 (16x16 images, a few classes), so the tests do not depend on the shared archive.
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,19 +17,9 @@ import pytest
 from testing import BACKEND, REPO_ROOT
 
 import specformer_keras  # noqa: F401  (registers SpectralViT for load_model)
+from recipes import config
 
 RECIPES = os.path.join(REPO_ROOT, "recipes")
-
-
-def _load_common():
-    """recipes/common.py by path (tests/recipes would shadow a `recipes` import)."""
-    spec = importlib.util.spec_from_file_location(
-        "_recipes_common", os.path.join(RECIPES, "common.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 pytestmark = pytest.mark.slow
 
@@ -155,53 +144,59 @@ def _error_line(result, recipe):
     "args, expected",
     [
         (["--preset=vit_huge"], "--preset must be one of"),
-        (["--eps=-8/255"], "--eps must be >= 0"),
+        (["--eps=-8/255"], "--eps must be a finite number in [0"),
         (["--dataset=no/such/data.tar.gz"], "was not found"),
-        (["--penalty=1e-3,1e-3"], "--penalty takes 1 value"),
+        (["--penalty=1e-3,1e-3"], "--penalty takes 1 or 3 value"),
         (["--config=fast"], "--config must be one of"),
-        (["--jit_compile=yes"], "--jit_compile must be auto, true or false"),
+        (["--jit_compile=yes"], "--jit_compile must be one of"),
         (["--no_such_flag=1"], "Unknown command line flag"),
+        (["--seed=-1"], "--seed must be an integer >= 0"),
+        (["--eval_attacks=clean,foo"], "--eval_attacks names unknown attacks ['foo']"),
+        (["--curve_attack=foo"], "--curve_attack must be an attack"),
+        (["--model_override=hidden_dims=32"], "unknown SpectralViT arguments"),
+        (["--model_override=penalty=0.5"], "cannot set penalty: use --penalty"),
+        (["--backend=numpy"], "--backend must be one of"),
     ],
 )
 def test_bad_flags_exit_with_one_clear_line(args, expected, tmp_path):
-    result = _run("cifar10_adv.py", [*args, f"--output_dir={tmp_path / 'out'}"])
+    result = _run(
+        "cifar10_adv.py", ["--config=smoke", *args, f"--output_dir={tmp_path / 'out'}"]
+    )
     assert result.returncode == 2
     assert expected in _error_line(result, "cifar10_adv.py")
     assert not (tmp_path / "out").exists()
 
 
-def test_quick_config_and_flagfile_agree_and_find_shared_archive(tmp_path):
-    common = _load_common()
-    flagfile = os.path.join(RECIPES, "configs", "quick.cfg")
-    settings = []
-    for args in (["--config=quick"], [f"--flagfile={flagfile}"]):
-        result = subprocess.run(
-            [
-                sys.executable,
-                os.path.join(RECIPES, "cifar10_adv.py"),
-                *args,
-                "--print_settings",
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(BACKEND),
-            cwd=str(tmp_path),  # relative dataset path resolved from the repo root
-            timeout=120,
-        )
-        if not os.path.exists(common.SHARED_CIFAR10):
-            assert result.returncode == 2 and "was not found" in result.stderr
-            pytest.skip("shared CIFAR-10 archive not present")
-        assert result.returncode == 0, result.stderr[-2000:]
-        settings.append(json.loads(result.stdout))
-    for s in settings:
-        s.pop("config")
-    assert settings[0] == settings[1]
-    assert settings[0]["dataset"] == os.path.realpath(common.SHARED_CIFAR10) or (
-        os.path.samefile(settings[0]["dataset"], common.SHARED_CIFAR10)
-    )
-    from specformer_keras.data import TFDS_DATASETS
+def test_output_dir_that_is_a_file_exits_with_one_clear_line(tmp_path):
+    a_file = tmp_path / "out"
+    a_file.write_text("not a folder")
+    result = _run("cifar10_adv.py", ["--config=smoke", f"--output_dir={a_file}"])
+    assert result.returncode == 2
+    assert "--output_dir must be a folder" in _error_line(result, "cifar10_adv.py")
 
-    assert sorted(common.TFDS_NAMES) == sorted(TFDS_DATASETS)
+
+def test_quick_config_finds_shared_archive(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(RECIPES, "cifar10_adv.py"),
+            "--config=quick",
+            "--print_settings",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(BACKEND),
+        cwd=str(tmp_path),  # relative dataset path resolved from the repo root
+        timeout=120,
+    )
+    if not os.path.exists(config.SHARED_CIFAR10):
+        assert result.returncode == 2 and "was not found" in result.stderr
+        pytest.skip("shared CIFAR-10 archive not present")
+    assert result.returncode == 0, result.stderr[-2000:]
+    settings = json.loads(result.stdout)
+    assert os.path.samefile(settings["dataset"], config.SHARED_CIFAR10)
+    assert settings["config"] == "quick" and settings["epochs"] == 4
+    assert not os.listdir(tmp_path)  # --print_settings writes nothing
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="one backend is enough (time)")

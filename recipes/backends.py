@@ -1,0 +1,190 @@
+"""The Keras backend, the distribution strategy and XLA, chosen for a recipe run.
+
+`choose_backend` runs before Keras is imported (Keras reads `KERAS_BACKEND`
+once, at import). TensorFlow is imported only when it is the backend.
+"""
+
+import contextlib
+import importlib.util
+import os
+import sys
+
+from recipes.config import FIELDS, RecipeError
+
+BACKENDS = FIELDS["backend"].metadata["choices"]
+EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def installed(module):
+    """Whether `module` can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def default_backend():
+    """`$KERAS_BACKEND`, else the first installed of tensorflow, jax, torch.
+
+    Keras itself defaults to tensorflow and fails to import without it; a JAX-
+    or torch-only install should run the recipes with no flag.
+    """
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    for backend in BACKENDS:
+        if installed(backend):
+            return backend
+    raise RecipeError(
+        "No Keras backend is installed: pip install 'specformer-keras[jax]' "
+        "(or [torch], [tensorflow])."
+    )
+
+
+def choose_backend(requested):
+    """Validates `--backend` (or the default) and sets `KERAS_BACKEND`.
+
+    Args:
+        requested: `--backend`, or None for `default_backend()`.
+
+    Returns:
+        The backend name.
+
+    Raises:
+        RecipeError: unknown or not installed, or Keras already imported with
+            another backend.
+    """
+    backend = requested or default_backend()
+    source = "backend" if requested else "KERAS_BACKEND"
+    if backend not in BACKENDS:
+        raise RecipeError(
+            f"--backend must be one of {BACKENDS}. Received: {source}={backend!r}"
+        )
+    if not installed(backend):
+        raise RecipeError(
+            f"--backend={backend} needs {backend}, which is not installed: "
+            f"pip install 'specformer-keras[{EXTRAS[backend]}]', or choose another "
+            f"--backend. Received: {source}={backend!r}"
+        )
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.config.backend() != backend:
+            raise RecipeError(
+                f"Keras was already imported with backend {keras.config.backend()!r}; "
+                f"cannot switch to {backend!r}. Received: {source}={backend!r}"
+            )
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return backend
+
+
+def check_backend_supports(backend, needs_trainer, needs_attacks):
+    """Refuses, before any data is loaded, what the backend cannot run yet.
+
+    Asks `specformer_keras.backend.backend_module`, the package's one dispatch
+    point, for the per-backend modules the run needs.
+    """
+    from specformer_keras.backend import backend_module
+
+    for concern, needed, what in (
+        ("trainer", needs_trainer, "adversarial training (--method=pgd_at/trades)"),
+        ("attacks", needs_attacks, "attacks (--eval_attacks, --curve_attack)"),
+    ):
+        if not needed:
+            continue
+        try:
+            backend_module(concern)
+        except (ImportError, NotImplementedError):
+            raise RecipeError(
+                f"--backend={backend} does not support {what} in this version of "
+                "specformer_keras; use --backend=jax or --backend=tensorflow."
+            ) from None
+
+
+def select_distribution(backend):
+    """TPUStrategy / MirroredStrategy / default on TF; DataParallel on multi-device JAX.
+
+    Returns:
+        `(scope_factory, description, replicas)`: a callable returning a context
+        manager for model creation and compile, a short text for the logs, and
+        the number of tf.distribute replicas in sync (1 off TensorFlow).
+    """
+    if backend == "jax":
+        import jax
+        import keras
+
+        devices = jax.devices()
+        if len(devices) > 1:
+            keras.distribution.set_distribution(
+                keras.distribution.DataParallel(devices=devices)
+            )
+            return (
+                contextlib.nullcontext,
+                f"jax DataParallel over {len(devices)} devices",
+                1,
+            )
+        return contextlib.nullcontext, f"jax single device ({devices[0].platform})", 1
+    if backend == "torch":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return contextlib.nullcontext, f"torch single device ({device})", 1
+    return _tensorflow_strategy()
+
+
+def _tensorflow_strategy():
+    import tensorflow as tf
+
+    if (
+        os.environ.get("TPU_NAME")
+        or os.environ.get("COLAB_TPU_ADDR")
+        or os.path.exists("/dev/accel0")
+    ):
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            strategy = tf.distribute.TPUStrategy(resolver)
+            replicas = strategy.num_replicas_in_sync
+            return strategy.scope, f"TPUStrategy ({replicas} cores)", replicas
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            print(f"No usable TPU ({error}); falling back.", file=sys.stderr)
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        description = f"MirroredStrategy over {len(gpus)} GPUs"
+    else:
+        strategy = tf.distribute.get_strategy()
+        description = f"default strategy ({'GPU' if gpus else 'CPU'})"
+    return strategy.scope, description, strategy.num_replicas_in_sync
+
+
+def resolve_jit_compile(setting, backend, replicas):
+    """The `jit_compile` argument for `compile()` from the `--jit_compile` flag.
+
+    Keras's own `"auto"` turns XLA off for TensorFlow on CPU-only machines; for
+    these ViTs that makes TF steps on CPU 1.1 to 2.8x slower, depending on the
+    CPU (see docs/benchmarks.md), so the recipes' `auto` asks for XLA on a
+    single TF replica, CPU included. Under a multi-replica `tf.distribute`
+    strategy XLA stays Keras's choice (off, except on TPU where everything is
+    compiled) and forcing it is refused: an XLA cluster runs on one device
+    (keras-team/keras #18145). On JAX and torch `auto` is Keras's choice.
+
+    Args:
+        setting: "auto", "true" or "false".
+        backend: "tensorflow", "jax" or "torch".
+        replicas: number of replicas in sync of the active strategy.
+
+    Returns:
+        True, False or "auto".
+    """
+    if setting == "false":
+        return False
+    if backend == "tensorflow" and replicas > 1:
+        if setting == "true":
+            raise RecipeError(
+                "--jit_compile=true cannot be used with a multi-replica tf.distribute "
+                f"strategy ({replicas} replicas): an XLA cluster runs on one device. "
+                "Use --jit_compile=auto or false."
+            )
+        return "auto"
+    if setting == "true" or backend == "tensorflow":
+        return True
+    return "auto"
