@@ -16,6 +16,17 @@ wide margin, no attack may raise the accuracy above the clean accuracy, and
 failed check adds a line to ``report["warnings"]`` and sets its flag in
 ``report["sanity_checks"]``; it never raises.
 
+Before any attack runs, `preflight` checks the model on the first batch and
+refuses (``ValueError``) what would make every number wrong: non-finite logits
+(diverged weights), outputs that look like probabilities (non-negative rows
+summing to 1: attacks need logits, a softmax output saturates the loss and
+inflates robust accuracy), and an input gradient that is zero or missing for
+every point (gradient masking: ``stop_gradient``, rounding, a NumPy function).
+A zero gradient on only some points is a warning. Without a gradient attack
+in ``attacks`` (e.g. only ``"square"``, the right tool for a masked model) the
+all-zero gradient is a warning too. Non-finite clean logits on any later batch
+are refused as well.
+
 Attack names: ``"clean"``, ``"fgsm"``, ``"pgdN"`` (PGD, N steps, step
 ``eps / 4``, random start; ``"pgd20"`` is 20 steps of 2/255 at eps 8/255),
 ``"cwN"`` (the same PGD on the CW margin loss), ``"autoattack"`` (standard
@@ -48,6 +59,8 @@ import numpy as np
 from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.pgd import pgd
+from specformer_keras.backend import backend_module
+from specformer_keras.utils.validation import check_int, check_seed
 
 DEFAULT_ATTACKS = ("clean", "fgsm", "pgd20", "cw20", "autoattack")
 NAMED_ATTACKS = ("clean", "fgsm", "pgdN", "cwN", "autoattack", "square", "squareN")
@@ -59,6 +72,155 @@ GRADIENT_FREE_MARGIN = 0.05
 LARGE_EPS = {"linf": 0.25, "l2": 8.0}
 # Accuracy at a large eps above this is flagged.
 LARGE_EPS_ACCURACY = 0.1
+# Non-negative output rows summing to 1 within this are taken for probabilities.
+PROBABILITY_TOLERANCE = 1e-3
+# Attack kinds that follow the input gradient (refused on an all-zero gradient).
+GRADIENT_KINDS = ("single_step", "iterative")
+
+
+class PreflightError(ValueError):
+    """The model cannot be evaluated (or trained) as given: no number would be right."""
+
+
+def _preflight_body(evaluate_fn, logits_fn, x, y):
+    loss, grad, logits = evaluate_fn(common.cross_entropy_loss, x, y)
+    return loss, grad, logits
+
+
+def preflight(model, x, y, logits=None, needs_gradient=True, context="evaluation"):
+    """Checks ``model`` on one batch before any robustness number is computed.
+
+    Refuses the three faults that make every later number silently wrong:
+
+    * non-finite logits (NaN or inf weights, e.g. after a diverged training);
+    * outputs that look like probabilities (every value >= 0 and every row
+      summing to 1 within `PROBABILITY_TOLERANCE`): the attacks' losses expect
+      logits, and on softmax outputs the cross-entropy saturates, so attacks
+      stall and robust accuracy is inflated;
+    * an input gradient of the cross-entropy that is zero (or missing) for
+      every point of the batch: gradient masking (``stop_gradient``, rounding,
+      a NumPy function inside the model). Gradient attacks would return their
+      starting point and report the clean accuracy as robust.
+
+    A zero gradient on only some points (a saturated loss) is reported as a
+    warning.
+
+    Args:
+        model: Keras model mapping images in ``[0, 1]`` to logits.
+        x: one batch of images in ``[0, 1]`` (numpy or tensor).
+        y: integer labels of the batch.
+        logits: the model's clean logits on ``x`` if already computed.
+        needs_gradient: if False (no gradient attack will run) an all-zero
+            input gradient is a warning instead of an error.
+        context: what is being checked, for the messages.
+
+    Returns:
+        ``{"points": n, "zero_gradient_points": k, "warnings": [str, ...]}``.
+
+    Raises:
+        PreflightError: (a ``ValueError``) for each fault above.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    from specformer_keras.evaluation import PreflightError, preflight
+
+    x = np.random.default_rng(0).uniform(size=(4, 4)).astype("float32")
+    y = np.arange(4) % 3
+    logits_model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    assert preflight(logits_model, x, y)["zero_gradient_points"] == 0
+    softmax_model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")]
+    )
+    try:
+        preflight(softmax_model, x, y)
+    except PreflightError as error:
+        assert "probabilities" in str(error)
+    ```
+    """
+    x_np, y_np, _ = common.prepare_inputs(model, x, y, 0.0)
+    if logits is None:
+        logits = common.predict_logits(model, x_np)
+    logits = np.asarray(logits, "float32")
+    check_finite_logits(logits, context)
+    n = logits.shape[0]
+    if (
+        logits.shape[1] > 1
+        and np.all(logits >= 0)
+        and np.allclose(logits.sum(axis=1), 1.0, atol=PROBABILITY_TOLERANCE)
+    ):
+        raise PreflightError(
+            f"{context}: the model's outputs look like probabilities (all >= 0, "
+            "every row sums to 1), but attacks and adversarial training need "
+            "logits: on softmax outputs the loss saturates, attacks stall and "
+            "robust accuracy is inflated. Remove the final softmax (e.g. "
+            "`keras.layers.Dense(classes)` without activation, or rebuild the "
+            "model up to the layer before the softmax). Received: outputs with "
+            f"row sums in [{logits.sum(1).min():.6f}, {logits.sum(1).max():.6f}] "
+            f"on {n} points"
+        )
+    run = backend_module("attacks").compile_body(
+        model, ("preflight_input_gradient",), _preflight_body
+    )
+    _, grad, _ = run(x_np, y_np.astype("int32"))
+    flat = np.asarray(grad, "float64").reshape(n, -1)
+    if not np.all(np.isfinite(flat)):
+        raise PreflightError(
+            f"{context}: the input gradient of the cross-entropy is not finite "
+            f"(NaN or inf) on {int((~np.isfinite(flat)).any(1).sum())} of {n} "
+            "points of the first batch; attacks cannot follow it. "
+            "Received: a model with non-finite input gradients"
+        )
+    zero = int(np.all(flat == 0.0, axis=1).sum())
+    warnings = []
+    masking = (
+        "gradient masking: the model's output does not depend differentiably on "
+        "its input (stop_gradient, rounding or quantization, a NumPy function, "
+        "a saturated softmax)"
+    )
+    if zero == n:
+        message = (
+            f"{context}: the input gradient of the cross-entropy is exactly zero "
+            f"(or missing) for all {n} points of the first batch: {masking}. "
+            "Gradient attacks would return their starting point and report the "
+            "clean accuracy as robust. Evaluate with a gradient-free attack "
+            "(attacks=('clean', 'square')) or fix the model."
+        )
+        if needs_gradient:
+            raise PreflightError(message + " Received: zero input gradient")
+        warnings.append(message)
+    elif zero:
+        warnings.append(
+            f"{context}: the input gradient is exactly zero for {zero} of {n} points "
+            f"of the first batch (a saturated loss or {masking.split(': ')[0]}); "
+            "gradient attacks cannot move those points from their start."
+        )
+    return {"points": int(n), "zero_gradient_points": zero, "warnings": warnings}
+
+
+def check_finite_logits(logits, context="evaluation"):
+    """Raises `PreflightError` if ``logits`` holds NaN or inf.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.evaluation import check_finite_logits
+
+    check_finite_logits(np.zeros((2, 3)))
+    ```
+    """
+    logits = np.asarray(logits)
+    bad = ~np.isfinite(logits.reshape(logits.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise PreflightError(
+            f"{context}: the model returned non-finite logits (NaN or inf) for "
+            f"{int(bad.sum())} of {logits.shape[0]} points; its weights may have "
+            "diverged (NaN loss in training) or the inputs are not what it was "
+            "trained on. No accuracy would be meaningful (argmax of NaN is class 0). "
+            "Received: non-finite model outputs"
+        )
 
 
 class _Attack:
@@ -180,9 +342,9 @@ def _check_arguments(attacks, eps, norm, batch_size, seed, sanity_points):
         )
     common.check_eps(eps)
     common.check_norm(norm)
-    common.check_positive_int("batch_size", batch_size)
-    common.check_seed(seed)
-    common.check_positive_int("sanity_points", sanity_points)
+    check_int("batch_size", batch_size)
+    check_seed("seed", seed)
+    check_int("sanity_points", sanity_points)
     return attacks
 
 
@@ -283,8 +445,18 @@ def evaluate_robustness(
         per-point worst case of all attacks run), ``warnings`` (list of str),
         ``sanity_checks`` ``{check: bool or None}`` (True means the check
         failed; None means it did not run), ``unavailable`` ``{attack: reason}``,
-        ``seconds`` ``{attack: float}``, ``backend`` and, when AutoAttack ran,
-        ``autoattack_broken_by`` ``{component: points}``.
+        ``seconds`` ``{attack: float}``, ``backend``, ``preflight``
+        (``{"points", "zero_gradient_points"}`` of the checked first batch)
+        and, when AutoAttack ran, ``autoattack_broken_by``
+        ``{component: points}``.
+
+    Raises:
+        PreflightError: (a ``ValueError``) before any attack runs, if the
+            model returns non-finite logits or probabilities, or has a zero
+            input gradient on every point of the first batch while a gradient
+            attack is requested (see `preflight`); also for non-finite clean
+            logits on a later batch.
+        ValueError, TypeError: for invalid arguments or data.
 
     Example:
 
@@ -334,11 +506,25 @@ def evaluate_robustness(
     generator, total = _batches(data, batch_size)
     progress = _progress(generator, total, verbose)
     n = 0
+    checked = None
+    needs_gradient = any(attack.kind in GRADIENT_KINDS for attack in resolved)
     for batch_index, (x, y) in enumerate(progress):
         y = _labels(y)
         x_np, y_np, _ = common.prepare_inputs(model, x, y, eps)
         batch_seed = None if seed is None else seed + batch_index
-        clean = common.predict_labels(model, x_np) == y_np
+        clean_logits = common.predict_logits(model, x_np)
+        if checked is None:  # before any number is computed
+            checked = preflight(
+                model,
+                x_np,
+                y_np,
+                logits=clean_logits,
+                needs_gradient=needs_gradient,
+                context="evaluate_robustness",
+            )
+        else:
+            check_finite_logits(clean_logits, "evaluate_robustness")
+        clean = clean_logits.argmax(axis=-1) == y_np
         clean_correct.append(clean)
         for attack in resolved:
             if attack.name in unavailable:
@@ -394,6 +580,7 @@ def evaluate_robustness(
         "unavailable": unavailable,
         "seconds": {k: float(v) for k, v in seconds.items() if k not in unavailable},
         "backend": keras.config.backend(),
+        "preflight": {k: v for k, v in checked.items() if k != "warnings"},
     }
     if autoattack_logs:
         broken = {}
@@ -416,6 +603,10 @@ def evaluate_robustness(
     report["sanity_checks"], report["warnings"] = _sanity_checks(
         report, resolved, per_point, outside, more_steps, n
     )
+    report["sanity_checks"]["zero_input_gradient"] = bool(
+        checked["zero_gradient_points"]
+    )
+    report["warnings"] = checked["warnings"] + report["warnings"]
     if verbose:
         _print_report(report)
     return report
@@ -568,7 +759,10 @@ def robustness_curve(
         JSON-serializable dict: ``eps`` (list), ``accuracy`` ``{attack: [...]}``,
         ``clean_accuracy``, ``attack``, ``norm``, ``n``, ``large_eps_checked``
         (whether a budget was large enough for the fall-to-0 check) and
-        ``warnings``.
+        ``warnings`` (including the preflight's, see `preflight`).
+
+    Raises:
+        PreflightError: as `evaluate_robustness`, before any attack runs.
 
     Example:
 
@@ -610,7 +804,12 @@ def robustness_curve(
             raise NotImplementedError(report["unavailable"][name])
         accuracies.append(report["accuracy"][name])
         clean, n = report["accuracy"]["clean"], report["n"]
-    warnings = []
+        preflight_warnings = [
+            line
+            for line in report["warnings"]
+            if line.startswith("evaluate_robustness:")
+        ]
+    warnings = list(preflight_warnings)
     order = np.argsort(eps_values, kind="stable")
     sorted_accuracy = np.asarray(accuracies)[order]
     tolerance = SANITY_TOLERANCE + 2.0 / n

@@ -112,14 +112,16 @@ def test_callables_worst_case_and_budget_violations():
 
 
 def test_gradient_masking_is_flagged_by_square():
+    # Nearly masked: the classifier sees stop_gradient(x); a tiny linear term
+    # keeps the input gradient non-zero (so the preflight lets it through) but
+    # useless to FGSM/PGD. Only the gradient-free Square finds the weakness.
     trained = trained_mlp()
-    masked = keras.Sequential(
-        [
-            keras.Input((IMAGE, IMAGE, 1)),
-            keras.layers.Lambda(keras.ops.stop_gradient),
-            trained,
-        ]
-    )
+    inputs = keras.Input((IMAGE, IMAGE, 1))
+    masked_logits = trained(keras.layers.Lambda(keras.ops.stop_gradient)(inputs))
+    tiny = keras.layers.Dense(
+        CLASSES, kernel_initializer=keras.initializers.Constant(1e-6), use_bias=False
+    )(keras.layers.Flatten()(inputs))
+    masked = keras.Model(inputs, keras.layers.Add()([masked_logits, tiny]))
     x, y = toy_data(n=16, seed=27)
     report = evaluate_robustness(
         masked,
@@ -130,7 +132,126 @@ def test_gradient_masking_is_flagged_by_square():
     )
     assert report["accuracy"]["fgsm"] == report["accuracy"]["clean"]
     assert report["sanity_checks"]["gradient_free_beats_gradient"] is True
+    assert report["sanity_checks"]["zero_input_gradient"] is False
     assert any("Square" in line for line in report["warnings"])
+
+
+# === Preflight: refused before any number is reported (issue 13, rule 3) ===
+
+
+def _dense_model(activation=None, before=None):
+    inputs = keras.Input((IMAGE, IMAGE, 1))
+    h = keras.layers.Flatten()(inputs)
+    if before is not None:
+        h = keras.layers.Lambda(before)(h)
+    outputs = keras.layers.Dense(CLASSES, activation=activation)(h)
+    return keras.Model(inputs, outputs)
+
+
+def _refused(model, data, match, attacks=("clean", "pgd5")):
+    with pytest.raises(evaluation.PreflightError, match=match):
+        evaluate_robustness(model, data, attacks=attacks, eps=EPS, verbose=False)
+    with pytest.raises(evaluation.PreflightError, match=match):
+        robustness_curve(model, data, [0.0, EPS], attack="fgsm")
+
+
+def test_probability_outputs_are_refused():
+    # A softmax model got a robust accuracy of 0.969 where its logits got 0.469.
+    keras.utils.set_random_seed(0)
+    _refused(_dense_model("softmax"), toy_data(n=8, seed=41), "look like probabilities")
+    # Sigmoid outputs are non-negative but rows do not sum to 1: accepted.
+    report = evaluate_robustness(
+        _dense_model("sigmoid"),
+        toy_data(n=8, seed=41),
+        attacks=("clean",),
+        verbose=False,
+    )
+    assert report["n"] == 8
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        keras.ops.stop_gradient,
+        lambda t: keras.ops.round(t * 4.0) / 4.0,  # shattered (quantized) input
+    ],
+    ids=["stop_gradient", "rounding"],
+)
+def test_zero_input_gradient_is_refused_as_gradient_masking(before):
+    keras.utils.set_random_seed(0)
+    model = _dense_model(before=before)
+    data = toy_data(n=8, seed=43)
+    _refused(model, data, "exactly zero.*gradient masking")
+    # Without a gradient attack (Square, the right tool for such a model)
+    # the same finding is a warning in the report.
+    report = evaluate_robustness(
+        model, data, attacks=("clean", lambda m, x, y, e: x), verbose=False
+    )
+    assert report["sanity_checks"]["zero_input_gradient"] is True
+    assert report["preflight"] == {"points": 8, "zero_gradient_points": 8}
+    assert "gradient masking" in report["warnings"][0]
+
+
+def test_non_finite_logits_are_refused():
+    keras.utils.set_random_seed(0)
+    model = _dense_model()
+    model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan))
+    # Before: argmax(NaN) = 0 made the share of class 0 the "robust accuracy".
+    _refused(model, toy_data(n=8, seed=45), "non-finite logits", attacks=("clean",))
+
+
+def test_non_finite_logits_on_a_later_batch_are_refused():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    # log(x) is -inf at x = 0: the second batch holds a zero image.
+    outputs = keras.layers.Dense(3)(keras.layers.Lambda(keras.ops.log)(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(8, 4)).astype("float32")
+    x[6] = 0.0
+    with pytest.raises(evaluation.PreflightError, match="non-finite logits.*1 of 4"):
+        evaluate_robustness(
+            model,
+            (x, np.zeros(8, "int64")),
+            attacks=("clean",),
+            batch_size=4,
+            verbose=False,
+        )
+
+
+def test_partly_zero_gradient_is_a_warning_and_valid_reports_are_unchanged():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    # relu(x - 0.5): the gradient vanishes on points with every pixel < 0.5.
+    hidden = keras.layers.Lambda(lambda t: keras.ops.relu(t - 0.5))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    x = np.random.default_rng(0).uniform(0.6, 1.0, size=(8, 4)).astype("float32")
+    x[:3] = 0.1
+    report = evaluate_robustness(
+        model, (x, np.arange(8) % 3), attacks=("clean", "fgsm"), eps=0.01, verbose=False
+    )
+    assert report["preflight"] == {"points": 8, "zero_gradient_points": 3}
+    assert report["sanity_checks"]["zero_input_gradient"] is True
+    assert "3 of 8 points" in report["warnings"][0]
+    valid = evaluate_robustness(
+        trained_mlp(),
+        toy_data(n=8, seed=47),
+        attacks=("clean", "fgsm"),
+        eps=EPS,
+        verbose=False,
+    )
+    assert valid["preflight"]["zero_gradient_points"] == 0
+    assert valid["sanity_checks"]["zero_input_gradient"] is False
+    assert not any("gradient" in line for line in valid["warnings"])
+
+
+def test_preflight_function_checks_one_batch():
+    model = trained_mlp()
+    x, y = toy_data(n=4, seed=49)
+    assert evaluation.preflight(model, x, y) == {
+        "points": 4,
+        "zero_gradient_points": 0,
+        "warnings": [],
+    }
 
 
 def test_sanity_check_logic():
@@ -234,10 +355,16 @@ def test_robustness_curve_flags_accuracy_that_does_not_fall():
     constant = keras.Sequential(
         [
             keras.Input((4,)),
-            keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer="ones"),
+            # A tiny kernel: a non-zero input gradient (the preflight refuses
+            # an all-zero one) that cannot change the prediction.
+            keras.layers.Dense(
+                3,
+                kernel_initializer=keras.initializers.Constant(1e-4),
+                bias_initializer="ones",
+            ),
         ]
     )
-    constant.layers[-1].bias.assign([1.0, 0.0, 0.0])
+    constant.layers[-1].bias.assign([2.0, 0.0, 0.0])  # not a probability row
     x = np.random.default_rng(0).uniform(size=(8, 4)).astype("float32")
     curve = robustness_curve(
         constant, (x, np.zeros(8, "int64")), [0.0, 0.3], attack="fgsm"
