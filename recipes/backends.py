@@ -75,6 +75,30 @@ def choose_backend(requested):
     return backend
 
 
+def make_deterministic(backend):
+    """Asks the backend for deterministic kernels (call before any op runs).
+
+    TensorFlow: `tf.config.experimental.enable_op_determinism()`, which also runs
+    tf.data maps with random ops (augmentation) in order. torch:
+    `torch.use_deterministic_algorithms(True, warn_only=True)` (ops without a
+    deterministic kernel warn). JAX: XLA on CPU is deterministic for a given
+    program; on GPU `--xla_gpu_deterministic_ops` goes into `XLA_FLAGS` (read
+    when JAX starts, so this must run before JAX is imported).
+    """
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
 def check_backend_supports(backend, needs_trainer, needs_attacks):
     """Refuses, before any data is loaded, what the backend cannot run yet.
 

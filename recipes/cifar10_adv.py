@@ -17,7 +17,6 @@ Every flag: `python recipes/cifar10_adv.py --helpfull`. Rerunning the same
 command after an interruption resumes from the last finished epoch.
 """
 
-import dataclasses
 import os
 import sys
 
@@ -25,7 +24,8 @@ if __name__ == "__main__" and not __package__:  # python recipes/cifar10_adv.py
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from recipes import train  # noqa: E402
-from recipes.config import Config, quick, select, smoke  # noqa: E402
+from recipes.config import Config
+from recipes.variants import quick, select, smoke  # noqa: E402
 
 
 def get_config(variant="default"):

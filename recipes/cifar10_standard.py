@@ -18,7 +18,8 @@ if __name__ == "__main__" and not __package__:  # python recipes/cifar10_standar
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from recipes import train  # noqa: E402
-from recipes.config import Config, quick, select, smoke  # noqa: E402
+from recipes.config import Config
+from recipes.variants import quick, select, smoke  # noqa: E402
 
 
 def get_config(variant="default"):

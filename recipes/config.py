@@ -3,7 +3,7 @@
 `Config` is a frozen dataclass; each field's metadata holds the help text of
 its absl flag (`flags.py` generates the flags from it) and the rules its value
 must follow. A recipe is `get_config(variant)` returning a `Config`
-(`dataclasses.replace` of the paper-scale defaults below).
+(its paper-scale defaults, and the quick and smoke variants of `variants.py`).
 
 `validate(config, recipe)` checks every value and the combinations that need
 no model or data, and returns the config with paths made absolute. It imports
@@ -27,12 +27,8 @@ import os
 import typing
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CIFAR10 = os.path.join(
-    os.path.dirname(REPO_ROOT), "shared", "data", "cifar10-jpeg.tar.gz"
-)
 # = specformer_keras.data.TFDS_DATASETS (a test keeps them equal).
 TFDS_NAMES = ("cifar10", "cifar100", "imagenette", "imagenet2012")
-VARIANTS = ("default", "quick", "smoke")
 
 
 class RecipeError(Exception):
@@ -142,6 +138,14 @@ class Config:
         choices=("float32", "mixed_float16", "mixed_bfloat16"),
     )
     seed: int = setting(0, "Random seed (weights, data order, attacks).", minimum=0)
+    deterministic: bool = setting(
+        True,
+        "Deterministic kernels where the backend offers them (TensorFlow op "
+        "determinism, tf.data included; torch deterministic algorithms; XLA's "
+        "deterministic GPU ops on JAX): the same seed gives the same run. "
+        "--nodeterministic trades that for speed.",
+        resumable=True,
+    )
     # -- evaluation and output
     eval_attacks: tuple[str, ...] = setting(
         ("clean", "fgsm", "pgd20", "cw20", "autoattack"),
@@ -205,51 +209,6 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 TYPES = typing.get_type_hints(Config)
 RESUMABLE = tuple(name for name, f in FIELDS.items() if f.metadata.get("resumable"))
-
-
-def quick(config):
-    """The `quick` variant: end to end on 2 CPU cores in minutes (the README command)."""
-    return dataclasses.replace(
-        config,
-        dataset=os.path.relpath(SHARED_CIFAR10, REPO_ROOT),
-        preset="vit_micro_patch4_32",
-        penalty=(1e-3,),
-        subset=2000,
-        val_subset=500,
-        eval_subset=250,
-        epochs=4,
-        batch_size=64,
-        optimizer="adamw",
-        learning_rate=1e-3,
-        weight_decay=0.05,
-        warmup_epochs=1.0,
-        steps=3,
-        step_size=3 / 255,
-        eval_attacks=("clean", "fgsm", "pgd20", "cw20"),
-        curve_eps=(0.0, 4 / 255, 8 / 255, 64 / 255),
-        eval_batch_size=250,
-    )
-
-
-def smoke(config):
-    """The `smoke` variant: seconds, for tests (tiny model, 64 images, one epoch)."""
-    return dataclasses.replace(
-        quick(config),
-        model_override=("hidden_dim=16", "depth=1", "num_heads=2", "mlp_dim=16"),
-        subset=64,
-        val_subset=32,
-        eval_subset=32,
-        epochs=1,
-        batch_size=16,
-        weight_decay=config.weight_decay,
-        warmup_epochs=0.0,
-        steps=1,
-        step_size=8 / 255,
-        eval_attacks=("clean", "pgd20"),
-        curve_eps=(0.0, 8 / 255),
-        eval_batch_size=32,
-        verbose="2",
-    )
 
 
 def parse_override(item):
@@ -400,12 +359,3 @@ def render(name, value):
                 return f"{round(steps * 2) / 2:g}/255"
         return f"{value:g}".replace("e-0", "e-").replace("e+0", "e+")
     return value
-
-
-def select(variant, **variants):
-    """`variants[variant]`, refused with the names when unknown (`get_config`'s helper)."""
-    if variant not in variants:
-        raise RecipeError(
-            f"--config must be one of {sorted(variants)}. Received: config={variant!r}"
-        )
-    return variants[variant]

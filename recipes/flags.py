@@ -21,7 +21,8 @@ from fractions import Fraction
 
 from absl import flags
 
-from recipes.config import FIELDS, TYPES, VARIANTS, RecipeError, render
+from recipes.config import FIELDS, TYPES, RecipeError, render
+from recipes.variants import VARIANTS
 
 FLAGS = flags.FLAGS
 

@@ -17,7 +17,6 @@ assert optimizer.global_clipnorm == 1.0
 import inspect
 
 import keras
-from keras import ops
 
 from recipes.config import RecipeError
 from specformer_keras import SpectralViT
@@ -113,40 +112,17 @@ def build_trainable(config, classifier, steps_per_epoch, jit_compile):
             beta=config.beta,
             seed=config.seed,
         )
-    if config.soft_labels:  # one-hot mixtures in training, integer labels in validation
-        loss = SoftOrSparseCrossentropy()
-        metrics = [keras.metrics.MeanMetricWrapper(soft_or_sparse_accuracy, "accuracy")]
+    if config.soft_labels:  # MixUp/CutMix: one-hot mixtures (and one-hot validation)
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        metrics = ["accuracy"]
     trainable.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=loss,
-        metrics=metrics,
+        metrics=["accuracy"],
         jit_compile=jit_compile,
     )
     return trainable
-
-
-def _as_one_hot(y_true, y_pred):
-    if len(y_true.shape) < len(y_pred.shape):
-        return ops.one_hot(ops.cast(y_true, "int32"), y_pred.shape[-1])
-    return ops.cast(y_true, y_pred.dtype)
-
-
-class SoftOrSparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy from logits for one-hot/soft or integer labels."""
-
-    def call(self, y_true, y_pred):
-        return keras.losses.categorical_crossentropy(
-            _as_one_hot(y_true, y_pred), y_pred, from_logits=True
-        )
-
-
-def soft_or_sparse_accuracy(y_true, y_pred):
-    """Top-1 accuracy against the largest label weight (or the integer label)."""
-    labels = ops.argmax(_as_one_hot(y_true, y_pred), axis=-1)
-    return ops.cast(ops.equal(labels, ops.argmax(y_pred, axis=-1)), "float32")
 
 
 def build_optimizer(config, steps_per_epoch):

@@ -13,7 +13,6 @@ in docs/recipes.md ("Same seed, same run").
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
@@ -57,6 +56,8 @@ def settings_from_flags(recipe, get_config):
 
 def run(recipe, config, settings, mode):
     """Everything after the output folder is prepared: returns the results dict."""
+    if config.deterministic:
+        backends.make_deterministic(config.backend)
     import keras
 
     from recipes import checkpoints, modeling, report
@@ -88,7 +89,7 @@ def run(recipe, config, settings, mode):
         log(f"training finished earlier: evaluating {paths['final']}")
     else:
         # -- Model and update step
-        steps_per_epoch = math.ceil(train.num_examples / config.batch_size)
+        steps_per_epoch = len(train)
         with scope():
             classifier = modeling.build_classifier(
                 config, train.num_classes, train.image_size
@@ -170,39 +171,47 @@ def load_data(config, training=True):
             cutmix=config.cutmix,
             shuffle=True,
         )
-        val = split("test", config.eval_batch_size, config.val_subset, shuffle=False)
+        val = split(
+            "test",
+            config.eval_batch_size,
+            config.val_subset,
+            shuffle=False,
+            one_hot=config.soft_labels,  # the training labels' form
+        )
     except (ValueError, OSError, DatasetUnavailableError) as error:
         raise RecipeError(f"Cannot load --dataset={config.dataset}: {error}") from None
     return train, val, evaluation
 
 
 def make_callbacks(config, classifier, paths, checkpoints):
-    """Sigma monitor, CSV log, TensorBoard (TF backend), best model, epoch backup."""
+    """Sigma monitor, CSV log, TensorBoard scalars, best model, epoch backup."""
     import keras
 
-    from specformer_keras.callbacks import SpectralNormMonitor
+    from specformer_keras.callbacks import ScalarLogger, SpectralNormMonitor
 
-    best = checkpoints.BestClassifierCheckpoint(
-        classifier,
-        paths["best"],
-        best=checkpoints.best_so_far(paths["csv"], "val_accuracy"),
-    )
-    # TensorBoard scalars: tf.summary on TF, tensorboardX elsewhere.
-    tensorboard = config.backend == "tensorflow" or backends.installed("tensorboardX")
+    writer = backends.installed("tensorboardX") or backends.installed("tensorboard")
+    if not writer:
+        log("neither tensorboardX nor tensorboard is installed: no TensorBoard logs")
     callbacks = [
         SpectralNormMonitor(
             model=classifier,
-            log_dir=paths["tensorboard"] if tensorboard else None,
+            log_dir=paths["tensorboard"] if writer else None,
             json_path=paths["sigma_json"],
             csv_path=paths["sigma_csv"],
         ),
         keras.callbacks.CSVLogger(paths["csv"], append=True),
-        best,
+        checkpoints.BestClassifierCheckpoint(
+            classifier,
+            paths["best"],
+            best=checkpoints.best_so_far(paths["csv"], "val_accuracy"),
+        ),
         checkpoints.EpochBackup(paths["backup"], config.output_dir),
     ]
     # Keras's TensorBoard callback imports TensorFlow: on the TF backend only.
     if config.backend == "tensorflow" and backends.installed("tensorboard"):
         callbacks.insert(2, keras.callbacks.TensorBoard(paths["tensorboard"]))
+    elif writer:
+        callbacks.insert(2, ScalarLogger(paths["tensorboard"]))
     return callbacks
 
 

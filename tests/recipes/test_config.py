@@ -9,7 +9,7 @@ import pytest
 from absl import flags as absl_flags
 from testing import BACKEND
 
-from recipes import backends, cifar10_adv, config, flags, modeling, report
+from recipes import backends, cifar10_adv, config, flags, modeling, report, variants
 from recipes.config import Config, RecipeError, validate
 
 RECIPES = ("cifar10_adv", "cifar100_adv", "cifar10_standard", "imagenette_adv")
@@ -30,12 +30,12 @@ def _parse(args, get_config=cifar10_adv.get_config):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-@pytest.mark.parametrize("variant", config.VARIANTS)
+@pytest.mark.parametrize("variant", variants.VARIANTS)
 def test_every_variant_of_every_recipe_validates(recipe, variant, tmp_path):
     get_config = importlib.import_module(f"recipes.{recipe}").get_config
     base = get_config(variant)
     if base.dataset not in config.TFDS_NAMES and not os.path.exists(
-        config.SHARED_CIFAR10
+        variants.SHARED_CIFAR10
     ):
         pytest.skip("shared CIFAR-10 archive not present")
     checked = validate(dataclasses.replace(base, output_dir=str(tmp_path)), recipe)
@@ -45,7 +45,7 @@ def test_every_variant_of_every_recipe_validates(recipe, variant, tmp_path):
 
 
 def test_variants_sit_beside_the_default():
-    default, quick, smoke = (cifar10_adv.get_config(v) for v in config.VARIANTS)
+    default, quick, smoke = (cifar10_adv.get_config(v) for v in variants.VARIANTS)
     assert (default.epochs, quick.epochs, smoke.epochs) == (40, 4, 1)
     assert default.preset == "vit_base_patch4_32"
     assert quick.preset == smoke.preset == "vit_micro_patch4_32"
@@ -59,8 +59,8 @@ def test_recipe_defaults_survive_in_their_variants():
     assert imagenette("smoke").weight_decay == imagenette("default").weight_decay
     assert imagenette("quick").dataset == "imagenette"
     standard = importlib.import_module("recipes.cifar10_standard").get_config
-    assert {standard(v).method for v in config.VARIANTS} == {"standard"}
-    assert {standard(v).eval_eps for v in config.VARIANTS} == {1 / 255}
+    assert {standard(v).method for v in variants.VARIANTS} == {"standard"}
+    assert {standard(v).eval_eps for v in variants.VARIANTS} == {1 / 255}
 
 
 def test_flags_are_generated_from_every_field():

@@ -17,7 +17,7 @@ import pytest
 from testing import BACKEND, REPO_ROOT
 
 import specformer_keras  # noqa: F401  (registers SpectralViT for load_model)
-from recipes import config
+from recipes import variants
 
 RECIPES = os.path.join(REPO_ROOT, "recipes")
 
@@ -115,7 +115,7 @@ def _check_run_outputs(out, epochs=1, num_classes=4):
 @pytest.mark.parametrize(
     "recipe, extra, method, backends",
     [
-        ("cifar10_adv.py", (), "pgd_at", ("jax",)),
+        ("cifar10_adv.py", (), "pgd_at", ("jax", "torch")),
         ("cifar10_standard.py", ("--mixup", "--cutmix"), "standard", ("tensorflow",)),
         ("cifar100_adv.py", ("--method=trades",), "trades", ("tensorflow",)),
         ("imagenette_adv.py", ("--image_size=16",), "pgd_at", ("tensorflow",)),
@@ -189,12 +189,12 @@ def test_quick_config_finds_shared_archive(tmp_path):
         cwd=str(tmp_path),  # relative dataset path resolved from the repo root
         timeout=120,
     )
-    if not os.path.exists(config.SHARED_CIFAR10):
+    if not os.path.exists(variants.SHARED_CIFAR10):
         assert result.returncode == 2 and "was not found" in result.stderr
         pytest.skip("shared CIFAR-10 archive not present")
     assert result.returncode == 0, result.stderr[-2000:]
     settings = json.loads(result.stdout)
-    assert os.path.samefile(settings["dataset"], config.SHARED_CIFAR10)
+    assert os.path.samefile(settings["dataset"], variants.SHARED_CIFAR10)
     assert settings["config"] == "quick" and settings["epochs"] == 4
     assert not os.listdir(tmp_path)  # --print_settings writes nothing
 
@@ -235,7 +235,36 @@ def test_kill_and_resume(image_folder, tmp_path):
     assert "Epoch 1/4" not in resumed.stdout
     _check_run_outputs(out, epochs=4, num_classes=4)
 
+    # Killed during the final evaluation (trained.json, no results.json): the
+    # rerun evaluates the final model without training.
+    with open(os.path.join(out, "training_log.csv")) as f:
+        log_before = f.read()
+    os.remove(os.path.join(out, "results.json"))
+    evaluated = _run("cifar10_adv.py", args)
+    assert evaluated.returncode == 0, (
+        evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    )
+    assert "evaluate run" in evaluated.stdout and "Epoch" not in evaluated.stdout
+    with open(os.path.join(out, "training_log.csv")) as f:
+        assert f.read() == log_before
+    _check_run_outputs(out, epochs=4, num_classes=4)
+
     # A finished run is never overwritten silently; --overwrite starts afresh.
     again = _run("cifar10_adv.py", args)
     assert again.returncode == 2
     assert "holds a finished run" in _error_line(again, "cifar10_adv.py")
+
+
+def test_same_seed_same_run(image_folder, tmp_path):
+    """Two runs of one command on one backend: the same log and the same results."""
+    logs, accuracies = [], []
+    for name in ("first", "second"):
+        out = str(tmp_path / name)
+        result = _run("cifar10_adv.py", _smoke_args(image_folder, out))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        with open(os.path.join(out, "training_log.csv")) as f:
+            logs.append(f.read())
+        with open(os.path.join(out, "results.json")) as f:
+            accuracies.append(json.load(f)["robustness"]["accuracy"])
+    assert logs[0] == logs[1]
+    assert accuracies[0] == accuracies[1]

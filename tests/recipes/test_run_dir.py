@@ -232,21 +232,3 @@ def test_constant_schedule_with_warmup_and_adamw():
     assert optimizer.global_clipnorm is None
     got = [_lr(optimizer, step) for step in range(5)]
     np.testing.assert_allclose(got, [0.05, 0.1, 0.1, 0.1, 0.1], rtol=1e-6)
-
-
-def test_soft_or_sparse_loss_and_accuracy_agree_with_keras():
-    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], "float32")
-    sparse = np.array([0, 1])
-    one_hot = np.eye(3, dtype="float32")[sparse]
-    expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
-        sparse, logits
-    )
-    loss = modeling.SoftOrSparseCrossentropy()
-    for labels in (sparse, one_hot):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(loss(labels, logits)),
-            keras.ops.convert_to_numpy(expected),
-            rtol=1e-6,
-        )
-        accuracy = modeling.soft_or_sparse_accuracy(labels, logits)
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(accuracy), [1.0, 0.0])
