@@ -8,6 +8,11 @@ differs. Two protocols from the paper (Hu et al., ECCV 2024):
 * ``--mode=adversarial``: PGD-AT (eps 8/255, step 2/255, ``--attack_steps``
   steps), evaluated clean, PGD-20, CW-20 and AutoAttack (standard) at 8/255.
 
+Every evaluation set is class-balanced (`specformer_keras.data.balanced_subset`).
+For the CPU adversarial-training sweep with per-epoch checkpoints, held-out
+curves and Lipschitz diagnostics use `benchmarks/adversarial_sweep.py`; for a
+GPU window, `benchmarks/gpu_sweep.py`.
+
 Every (lambda, seed) run writes ``<out>/<mode>/lambda=<l>_seed=<s>.json`` and is
 skipped when that file exists (rerun the same command to resume). The summary
 (``summary.md``: mean and spread over seeds, number of test images) and plots
@@ -196,10 +201,11 @@ def evaluate_one(args, settings, penalty, seed, model, test_xy, stem):
             batch_size=settings["batch_size"], seed=seed, verbose=False,
         )  # fmt: skip
         if "autoattack" in attacks:
-            n = settings["autoattack_subset"] or len(x_test)
+            # Class-balanced (x_test is sorted by class: x_test[:n] would be one class).
+            idx = balanced_indices(y_test, settings["autoattack_subset"])
             aa = evaluate_robustness(
-                model, (x_test[:n], y_test[:n]), attacks=("clean", "autoattack"), eps=eps,
-                batch_size=settings["batch_size"], seed=seed, verbose=False,
+                model, (x_test[idx], y_test[idx]), attacks=("clean", "autoattack"),
+                eps=eps, batch_size=settings["batch_size"], seed=seed, verbose=False,
             )  # fmt: skip
             report["autoattack_subset"] = aa
         results[f"eps={eps * 255:.0f}/255"] = report
@@ -222,10 +228,20 @@ def evaluate_one(args, settings, penalty, seed, model, test_xy, stem):
 
 
 def _write_json(path, record):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1, default=float)
-    os.replace(tmp, path)
+    from specformer_keras.utils.io import atomic_write_json
+
+    atomic_write_json(path, record, indent=1)
+
+
+def balanced_indices(labels, size, seed=0):
+    """All indices when `size` is None (or covers the set), else a class-balanced subset."""
+    import numpy as np
+
+    from specformer_keras.data import balanced_subset
+
+    if size is None or size >= len(labels):
+        return np.arange(len(labels))
+    return balanced_subset(np.asarray(labels), size, seed=seed)
 
 
 def accuracy_rows(record):
@@ -291,8 +307,9 @@ def summarize(out_dir, mode):
         )
         lines.append(f"| {lam:g} | " + " | ".join(cells) + f" | {sigma:.3f} |")
     table = "\n".join(lines)
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(table + "\n")
+    from specformer_keras.utils.io import atomic_write_text
+
+    atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n")
     print(table)
 
     plt = _pyplot()
@@ -367,10 +384,14 @@ def main(argv=None):
                         subset=settings["train_subset"], augment=True, seed=seed,
                         image_size=size,
                     )  # fmt: skip
-                    test_xy = to_numpy(load_dataset(
-                        args.dataset, split="test", batch_size=512,
-                        subset=settings["test_subset"], seed=0, image_size=size,
+                    # The whole test split, then a class-balanced subset (a TFDS
+                    # `subset` would be the first N images, not balanced).
+                    x_test, y_test = to_numpy(load_dataset(
+                        args.dataset, split="test", batch_size=512, seed=0,
+                        image_size=size,
                     ))  # fmt: skip
+                    idx = balanced_indices(y_test, settings["test_subset"])
+                    test_xy = x_test[idx], y_test[idx]
                 print(
                     f"=== {args.mode}: lambda={penalty:g} seed={seed} ===", flush=True
                 )

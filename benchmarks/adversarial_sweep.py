@@ -1,0 +1,588 @@
+"""Paired PGD-AT sweep over the MSVP lambda on CPU, one resumable unit per (lambda, seed).
+
+Paired: every unit of a seed uses the same training subset, held-out set, test
+sets, augmentation stream, initialization seed and schedule; only the MSVP
+lambda differs (lambda = 0 is the vanilla ViT with the same weights).
+
+Each (lambda, seed) unit lives in ``<out>/lambda=<l>_seed=<s>/`` and moves through
+stages, each saved before the next starts (kill it at any point and rerun the
+same command to continue):
+
+1. ``train``: PGD-AT, one checkpoint (model + optimizer + seed state,
+   ``checkpoint.weights.h5``) and one ``state.json`` update per epoch, with the
+   per-epoch clean and PGD-10 accuracy on a held-out class-balanced subset of
+   the training split (disjoint from the training images) to show when robust
+   accuracy stops rising.
+2. ``lipschitz``: local Lipschitz estimates (whole model and every attention
+   layer, with the bound from docs/theory.md) on class-balanced test images
+   (`specformer_keras.diagnostics.lipschitz_report`).
+3. ``eval``: clean, PGD-20 and CW-20 at eps 8/255 on ``--test_size``
+   class-balanced test images (`evaluate_robustness`, the evaluation suite's
+   attacks, unchanged).
+4. ``autoattack``: AutoAttack (standard) on ``--autoattack_size`` class-balanced
+   test images, in balanced chunks of ``--autoattack_chunk`` saved one by one.
+
+``result.json`` is written (atomically) when all stages are done. Units run
+sequentially, one process at a time (a lock refuses a second process).
+
+Pilot (chooses the non-zero lambdas; no robust accuracy is used for the choice):
+
+    nice -n 19 python benchmarks/adversarial_sweep.py --out=runs/at_pilot \
+        --lambdas=0,1e-3,1e-2,1e-1 --seeds=0 --epochs=4 --stages=train,lipschitz
+
+Sweep (resume = the same command):
+
+    KERAS_BACKEND=jax nice -n 19 python benchmarks/adversarial_sweep.py \
+        --out=runs/at_sweep --lambdas=0,1e-2,1e-1 --seeds=0,1,2 --epochs=30
+
+Summary (tables with 95% t-intervals over seeds, paired differences, figures):
+
+    python benchmarks/adversarial_sweep.py --out=runs/at_sweep --summarize
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sweep_common  # noqa: E402
+
+STAGES = ("train", "lipschitz", "eval", "autoattack")
+# Everything that defines a unit's computation; a resume with other values is refused.
+DEFAULTS = dict(
+    preset="vit_micro_patch4_32",
+    train_size=10000,
+    heldout_size=500,
+    test_size=1000,
+    autoattack_size=500,
+    autoattack_chunk=100,
+    lipschitz_size=100,
+    lipschitz_iterations=20,
+    epochs=30,
+    batch_size=128,
+    learning_rate=1e-3,
+    weight_decay=0.05,
+    warmup_fraction=0.1,
+    train_eps=8.0,  # in 1/255
+    attack_steps=3,
+    eval_eps=8.0,  # in 1/255
+    monitor_attack="pgd10",
+    data_seed=0,
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="runs/at_sweep")
+    parser.add_argument("--lambdas", default="0,1e-2,1e-1")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--archive", default=sweep_common.DEFAULT_ARCHIVE)
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--summarize", action="store_true", help="only summarize")
+    parser.add_argument("--assets", default=None, help="also copy figures here")
+    parser.add_argument(
+        "--max_epochs_per_run", type=int, default=None,
+        help="stop after this many new epochs (resume later with the same command)",
+    )  # fmt: skip
+    for key, value in DEFAULTS.items():
+        kind = type(value)
+        parser.add_argument(f"--{key}", type=kind, default=value)
+    args = parser.parse_args(argv)
+    try:
+        args.lambdas = [float(v) for v in args.lambdas.split(",")]
+        args.seeds = [int(v) for v in args.seeds.split(",")]
+    except ValueError:
+        parser.error(
+            "--lambdas and --seeds must be comma-separated numbers. "
+            f"Received: --lambdas={args.lambdas} --seeds={args.seeds}"
+        )
+    args.stages = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in args.stages if s not in STAGES]
+    if unknown:
+        parser.error(f"--stages must be among {STAGES}. Received: --stages={unknown}")
+    if any(lam < 0 for lam in args.lambdas):
+        parser.error(f"--lambdas must be >= 0. Received: --lambdas={args.lambdas}")
+    if args.autoattack_size % args.autoattack_chunk:
+        parser.error(
+            "--autoattack_size must be a multiple of --autoattack_chunk. Received: "
+            f"--autoattack_size={args.autoattack_size} "
+            f"--autoattack_chunk={args.autoattack_chunk}"
+        )
+    return args
+
+
+def unit_config(args, penalty, seed):
+    config = {key: getattr(args, key) for key in DEFAULTS}
+    config.update(penalty=penalty, seed=seed)
+    return config
+
+
+def unit_dir(out, penalty, seed):
+    return os.path.join(out, f"lambda={penalty:g}_seed={seed}")
+
+
+# === Data (the same for every unit; class-balanced everywhere) ===
+def build_data(config, archive):
+    x_train, y_train, x_test, y_test, _ = sweep_common.load_cifar_arrays(archive)
+    s = config["data_seed"]
+    train_idx = sweep_common.interleaved_balanced(y_train, config["train_size"], s)
+    held_idx = sweep_common.interleaved_balanced(
+        y_train, config["heldout_size"], s + 1, exclude=train_idx
+    )
+    test_idx = sweep_common.interleaved_balanced(y_test, config["test_size"], s + 2)
+    # AutoAttack and Lipschitz sets: balanced prefixes of the (interleaved) test set.
+    return {
+        "train": (x_train[train_idx], y_train[train_idx]),
+        "heldout": (x_train[held_idx] / 255.0, y_train[held_idx]),
+        "test": (x_test[test_idx] / 255.0, y_test[test_idx]),
+    }
+
+
+def _float32(xy):
+    return xy[0].astype("float32"), xy[1]
+
+
+# === Model, trainer and optimizer ===
+def build_trainer(config):
+    import keras
+
+    from specformer_keras import AdversarialTrainer, SpectralViT
+
+    keras.utils.set_random_seed(config["seed"])
+    model = SpectralViT.from_preset(
+        config["preset"], penalty=config["penalty"], seed=config["seed"]
+    )
+    steps_per_epoch = -(-config["train_size"] // config["batch_size"])
+    total = config["epochs"] * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0,
+        total,
+        warmup_target=config["learning_rate"],
+        warmup_steps=max(int(config["warmup_fraction"] * total), 1),
+    )
+    eps = config["train_eps"] / 255
+    trainer = AdversarialTrainer(
+        model,
+        method="pgd_at",
+        eps=eps,
+        # Madry et al.'s rule of thumb for few steps: 2.5 * eps / steps.
+        step_size=2.5 * eps / config["attack_steps"],
+        steps=config["attack_steps"],
+        seed=config["seed"],
+    )
+    trainer.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    trainer.optimizer.build(trainer.trainable_variables)
+    return model, trainer
+
+
+def sigma_summary(model):
+    norms = model.spectral_norms(exact=True)
+    per_layer = {
+        layer: {p: [float(v) for v in vals] for p, vals in d.items()}
+        for layer, d in norms.items()
+    }
+    flat = [max(v) for d in per_layer.values() for v in d.values()]
+    return per_layer, sum(flat) / len(flat)
+
+
+# === Stages ===
+def seed_generators(trainer):
+    """Every SeedGenerator of the trainer and its layers, in a fixed order."""
+    found = []
+    for layer in [trainer] + list(trainer._flatten_layers(include_self=False)):
+        for generator in getattr(layer, "_seed_generators", []):
+            if all(generator is not g for g in found):
+                found.append(generator)
+    return found
+
+
+def stage_train(config, state, data, directory, max_epochs=None):
+    import numpy as np
+    from keras import ops as keras_ops
+
+    from specformer_keras.evaluation import evaluate_robustness
+    from specformer_keras.utils.io import atomic_write_json
+
+    model, trainer = build_trainer(config)
+    checkpoint = os.path.join(directory, "checkpoint.weights.h5")
+    generators = seed_generators(trainer)
+    done = state.setdefault("epochs_done", 0)
+    if done:
+        trainer.load_weights(checkpoint)
+        # Weight files hold no SeedGenerator state (the attack's random start).
+        for generator, value in zip(generators, state["seed_states"]):
+            generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
+        print(f"  resumed after epoch {done}", flush=True)
+    x, y = data["train"]
+    held = _float32(data["heldout"])
+    stop = config["epochs"] if max_epochs is None else min(done + max_epochs, config["epochs"])
+    for epoch in range(done, stop):
+        rng = np.random.default_rng([config["seed"], epoch])
+        order = rng.permutation(len(x))
+        x_epoch = sweep_common.augment(x[order], rng).astype("float32") / 255.0
+        start = time.time()
+        history = trainer.fit(
+            x_epoch, y[order], batch_size=config["batch_size"], epochs=epoch + 1,
+            initial_epoch=epoch, shuffle=False, verbose=0,
+        )  # fmt: skip
+        train_seconds = time.time() - start
+        report = evaluate_robustness(
+            model, held, attacks=("clean", config["monitor_attack"]),
+            eps=config["eval_eps"] / 255, batch_size=250, seed=10_000 + epoch,
+            verbose=False,
+        )  # fmt: skip
+        _, mean_sigma = sigma_summary(model)
+        row = {k: float(v[-1]) for k, v in history.history.items()}
+        row.update(
+            epoch=epoch + 1,
+            train_seconds=train_seconds,
+            heldout_clean=report["accuracy"]["clean"],
+            heldout_robust=report["accuracy"][config["monitor_attack"]],
+            mean_sigma_max=mean_sigma,
+        )
+        tmp = checkpoint + ".tmp.weights.h5"
+        trainer.save_weights(tmp)
+        os.replace(tmp, checkpoint)
+        state["epochs_done"] = epoch + 1
+        state["seed_states"] = [
+            np.asarray(keras_ops.convert_to_numpy(g.state.value)).tolist()
+            for g in generators
+        ]
+        state.setdefault("epochs", []).append(row)
+        atomic_write_json(os.path.join(directory, "state.json"), state)
+        print(
+            f"  epoch {epoch + 1}/{config['epochs']}: {train_seconds:.0f}s "
+            f"loss {row['loss']:.3f} adv-acc {row['adversarial_accuracy']:.3f} "
+            f"held-out clean {row['heldout_clean']:.3f} "
+            f"{config['monitor_attack']} {row['heldout_robust']:.3f} "
+            f"sigma {mean_sigma:.3f}",
+            flush=True,
+        )
+    if state["epochs_done"] < config["epochs"]:
+        return None
+    model.save(os.path.join(directory, "model.keras"))
+    return model
+
+
+def load_model(directory):
+    import keras
+
+    return keras.saving.load_model(os.path.join(directory, "model.keras"))
+
+
+def stage_lipschitz(config, data, model):
+    from specformer_keras.diagnostics import lipschitz_report
+
+    x, _ = _float32(data["test"])
+    report = lipschitz_report(
+        model, x[: config["lipschitz_size"]],
+        iterations=config["lipschitz_iterations"], seed=config["seed"],
+        batch_size=50,
+    )  # fmt: skip
+    per_layer, mean_sigma = sigma_summary(model)
+    report["sigma_exact"] = per_layer
+    report["mean_sigma_max"] = mean_sigma
+    return report
+
+
+def stage_eval(config, data, model):
+    from specformer_keras.evaluation import evaluate_robustness
+
+    return evaluate_robustness(
+        model, _float32(data["test"]), attacks=("clean", "pgd20", "cw20"),
+        eps=config["eval_eps"] / 255, batch_size=250, seed=config["seed"],
+        verbose=False,
+    )  # fmt: skip
+
+
+def stage_autoattack_chunk(config, data, model, chunk):
+    from specformer_keras.evaluation import evaluate_robustness
+
+    x, y = _float32(data["test"])
+    size = config["autoattack_chunk"]
+    sl = slice(chunk * size, (chunk + 1) * size)
+    return evaluate_robustness(
+        model, (x[sl], y[sl]), attacks=("clean", "autoattack"),
+        eps=config["eval_eps"] / 255, batch_size=size, seed=config["seed"],
+        verbose=False,
+    )  # fmt: skip
+
+
+def run_unit(args, penalty, seed, data_cache):
+    from specformer_keras.utils.io import atomic_write_json, read_json
+
+    directory = unit_dir(args.out, penalty, seed)
+    result_path = os.path.join(directory, "result.json")
+    if os.path.exists(result_path):
+        print(f"skip {directory} (finished)")
+        return
+    config = unit_config(args, penalty, seed)
+    with sweep_common.UnitLock(directory):
+        state_path = os.path.join(directory, "state.json")
+        if os.path.exists(state_path):
+            state = read_json(state_path, hint="Delete the unit folder to restart it.")
+            if state["config"] != config:
+                changed = {
+                    k: (state["config"].get(k), v)
+                    for k, v in config.items()
+                    if state["config"].get(k) != v
+                }
+                raise SystemExit(
+                    f"{directory} was started with other settings (saved, now): "
+                    f"{changed}. Use another --out or the saved settings."
+                )
+        else:
+            state = {"config": config, "started": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                              time.gmtime())}  # fmt: skip
+        if "data" not in data_cache:
+            data_cache["data"] = build_data(config, args.archive)
+        data = data_cache["data"]
+        print(f"=== PGD-AT lambda={penalty:g} seed={seed} ({directory}) ===", flush=True)
+
+        def save():
+            import keras
+
+            state["backend"] = keras.config.backend()
+            atomic_write_json(state_path, state)
+
+        model = None
+        if "train" in args.stages and not state.get("trained"):
+            model = stage_train(config, state, data, directory, args.max_epochs_per_run)
+            if model is None:
+                print(f"  paused after epoch {state['epochs_done']}", flush=True)
+                return "paused"
+            state["trained"] = True
+            save()
+        if not state.get("trained"):
+            print("  not trained yet (stage train not selected)")
+            return
+        model = model or load_model(directory)
+        if "lipschitz" in args.stages and "lipschitz" not in state:
+            start = time.time()
+            state["lipschitz"] = stage_lipschitz(config, data, model)
+            state["lipschitz"]["seconds"] = time.time() - start
+            save()
+            print(f"  lipschitz done in {time.time() - start:.0f}s", flush=True)
+        if "eval" in args.stages and "eval" not in state:
+            state["eval"] = stage_eval(config, data, model)
+            save()
+            print(f"  eval: {state['eval']['accuracy']}", flush=True)
+        if "autoattack" in args.stages:
+            chunks = state.setdefault("autoattack_chunks", [])
+            for chunk in range(len(chunks), config["autoattack_size"] // config["autoattack_chunk"]):
+                chunks.append(stage_autoattack_chunk(config, data, model, chunk))
+                save()
+                print(f"  autoattack chunk {chunk}: {chunks[-1]['accuracy']}", flush=True)
+        if all(
+            s in state for s in ("lipschitz", "eval")
+        ) and len(state.get("autoattack_chunks", [])) * config["autoattack_chunk"] == config[
+            "autoattack_size"
+        ]:
+            state["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            atomic_write_json(result_path, state)
+            print(f"  finished: {result_path}", flush=True)
+
+
+# === Summary ===
+def unit_metrics(state):
+    """Flat {metric: value} of one unit, with whatever stages exist."""
+    metrics = {}
+    if state.get("epochs"):
+        last = state["epochs"][-1]
+        metrics["held-out clean (last epoch)"] = last["heldout_clean"]
+        metrics["held-out PGD-10 (last epoch)"] = last["heldout_robust"]
+        metrics["mean sigma_max"] = last["mean_sigma_max"]
+    if "eval" in state:
+        acc = state["eval"]["accuracy"]
+        n = state["eval"]["n"]
+        metrics[f"clean (n={n})"] = acc["clean"]
+        metrics[f"PGD-20 (n={n})"] = acc["pgd20"]
+        metrics[f"CW-20 (n={n})"] = acc["cw20"]
+    chunks = state.get("autoattack_chunks") or []
+    if chunks and len(chunks) * state["config"]["autoattack_chunk"] == state["config"][
+        "autoattack_size"
+    ]:
+        n = sum(c["n"] for c in chunks)
+        metrics[f"AutoAttack (n={n})"] = (
+            sum(c["accuracy"]["autoattack"] * c["n"] for c in chunks) / n
+        )
+    if "lipschitz" in state:
+        lip = state["lipschitz"]
+        metrics["L model (median)"] = lip["model"]["median"]
+        layers = list(lip["attention"])
+        metrics["L attention (median, mean over layers)"] = sum(
+            lip["attention"][k]["estimate"]["median"] for k in layers
+        ) / len(layers)
+        metrics["bound attention (median, mean over layers)"] = sum(
+            lip["attention"][k]["bound"]["median"] for k in layers
+        ) / len(layers)
+    return metrics
+
+
+def load_states(out):
+    from specformer_keras.utils.io import read_json
+
+    states = []
+    if not os.path.isdir(out):
+        return states
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name, "state.json")
+        if name.startswith("lambda=") and os.path.exists(path):
+            states.append(read_json(path))
+    return states
+
+
+def summarize(out, assets=None):
+    from specformer_keras.utils.io import atomic_write_text
+
+    states = load_states(out)
+    if not states:
+        print(f"No units in {out}")
+        return None
+    by_lambda = {}
+    for state in states:
+        by_lambda.setdefault(state["config"]["penalty"], {})[state["config"]["seed"]] = state
+    metrics = {
+        lam: {seed: unit_metrics(s) for seed, s in units.items()}
+        for lam, units in by_lambda.items()
+    }
+    columns = []
+    for per_seed in metrics.values():
+        for m in per_seed.values():
+            columns += [c for c in m if c not in columns]
+    percent = lambda c: not (c.startswith("L ") or c.startswith("bound") or "sigma" in c)  # noqa: E731
+    config = states[0]["config"]
+    lines = [
+        f"PGD-AT sweep in `{out}`: {len(states)} units; preset {config['preset']}, "
+        f"{config['train_size']} training images, {config['epochs']} epochs planned, "
+        f"train eps {config['train_eps']:g}/255 with {config['attack_steps']} steps, "
+        f"eval eps {config['eval_eps']:g}/255. Cells: mean ± 95% t-interval half-width over "
+        "seeds (n = seeds); accuracies in %. Units still training show their last "
+        "finished epoch (epochs done in the last column).",
+        "",
+        "| lambda | " + " | ".join(columns) + " | epochs done |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for lam in sorted(metrics):
+        cells = []
+        for col in columns:
+            values = [m[col] for m in metrics[lam].values() if col in m]
+            if not values:
+                cells.append("–")
+                continue
+            scale = 100.0 if percent(col) else 1.0
+            cells.append(sweep_common.format_interval(values, scale, 1 if percent(col) else 3))
+        epochs = ",".join(
+            str(s.get("epochs_done", 0)) for _, s in sorted(by_lambda[lam].items())
+        )
+        lines.append(f"| {lam:g} | " + " | ".join(cells) + f" | {epochs} |")
+    if 0.0 in metrics and len(metrics) > 1:
+        lines += [
+            "",
+            "Paired differences (lambda minus lambda 0, same seed), mean ± 95% t-interval:",
+            "",
+            "| lambda | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
+        for lam in sorted(metrics):
+            if lam == 0.0:
+                continue
+            cells = []
+            for col in columns:
+                diffs = [
+                    m[col] - metrics[0.0][seed][col]
+                    for seed, m in metrics[lam].items()
+                    if col in m and seed in metrics[0.0] and col in metrics[0.0][seed]
+                ]
+                if not diffs:
+                    cells.append("–")
+                    continue
+                scale = 100.0 if percent(col) else 1.0
+                cells.append(
+                    sweep_common.format_interval(diffs, scale, 1 if percent(col) else 3)
+                )
+            lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    atomic_write_text(os.path.join(out, "summary.md"), table + "\n")
+    print(table)
+    figures = [plot_curves(by_lambda, os.path.join(out, "heldout_pgd_per_epoch.png"))]
+    lipschitz = {
+        lam: [s["lipschitz"] for s in units.values() if "lipschitz" in s]
+        for lam, units in by_lambda.items()
+    }
+    if any(lipschitz.values()):
+        from specformer_keras.plots import plot_lipschitz_per_layer
+
+        path = os.path.join(out, "lipschitz_per_layer.png")
+        plot_lipschitz_per_layer(
+            {f"λ={lam:g}": reports for lam, reports in sorted(lipschitz.items()) if reports},
+            path=path,
+            title="Local Lipschitz per attention layer after PGD-AT (median over images)",
+        )
+        figures.append(path)
+    if assets:
+        import shutil
+
+        prefix = os.path.basename(os.path.normpath(out))
+        for path in figures:
+            shutil.copy(path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}"))
+    return metrics
+
+
+def plot_curves(by_lambda, path):
+    from specformer_keras.plots import _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, lam in enumerate(sorted(by_lambda)):
+        for seed, state in sorted(by_lambda[lam].items()):
+            rows = state.get("epochs", [])
+            epochs = [r["epoch"] for r in rows]
+            kwargs = dict(color=colors[i % len(colors)], alpha=0.8)
+            label = f"λ={lam:g}" if seed == min(by_lambda[lam]) else None
+            axes[0].plot(epochs, [100 * r["heldout_robust"] for r in rows], "o-",
+                         label=label, markersize=3, **kwargs)  # fmt: skip
+            axes[1].plot(epochs, [100 * r["heldout_clean"] for r in rows], "o-",
+                         label=label, markersize=3, **kwargs)  # fmt: skip
+    config = next(iter(next(iter(by_lambda.values())).values()))["config"]
+    axes[0].set_title(
+        f"held-out {config['monitor_attack'].upper()} accuracy at "
+        f"{config['eval_eps']:g}/255 ({config['heldout_size']} images)"
+    )
+    axes[1].set_title("held-out clean accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.summarize:
+        data_cache = {}
+        for seed in args.seeds:
+            for penalty in args.lambdas:
+                if run_unit(args, penalty, seed, data_cache) == "paused":
+                    break
+            else:
+                continue
+            break
+    summarize(args.out, args.assets)
+
+
+if __name__ == "__main__":
+    main()

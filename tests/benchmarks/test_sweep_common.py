@@ -1,0 +1,134 @@
+"""The sweep scripts' helpers: data subsets, augmentation, intervals, resumable summaries.
+
+No training here (the scripts' end-to-end runs are `--tiny` smoke runs, see
+docs/reproducing.md); these check the pieces whose mistakes would silently
+bias a sweep: class balance, pairing, the t-interval and the paired differences.
+"""
+
+import importlib.util
+import io
+import json
+import math
+import os
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from testing import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+
+
+def _load(name):
+    path = os.path.join(REPO_ROOT, "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep_common = _load("sweep_common")
+
+
+def test_t_interval_matches_student_t():
+    values = [0.31, 0.35, 0.29, 0.40]
+    mean, half = sweep_common.t_interval(values)
+    std = np.std(values, ddof=1)
+    assert mean == pytest.approx(np.mean(values))
+    # t_{0.975, 3} = 3.182 (tables; scipy.stats.t.ppf(0.975, 3) = 3.1824)
+    assert half == pytest.approx(3.182 * std / math.sqrt(4), rel=1e-6)
+    assert sweep_common.t_interval([0.5]) == (0.5, None)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 11):
+        assert sweep_common._T975[df] == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=6e-4)
+
+
+def test_interleaved_balanced_prefixes_and_exclusion():
+    labels = np.repeat(np.arange(10), 50)
+    idx = sweep_common.interleaved_balanced(labels, 200, seed=3)
+    assert len(set(idx.tolist())) == 200
+    for k in (10, 50, 100, 200):
+        assert np.bincount(labels[idx[:k]], minlength=10).tolist() == [k // 10] * 10
+    held = sweep_common.interleaved_balanced(labels, 100, seed=4, exclude=idx)
+    assert not set(held.tolist()) & set(idx.tolist())
+    assert np.bincount(labels[held], minlength=10).tolist() == [10] * 10
+    np.testing.assert_array_equal(idx, sweep_common.interleaved_balanced(labels, 200, seed=3))
+
+
+def test_augment_is_a_padded_crop_or_its_mirror():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(6, 5, 5, 3)).astype("uint8")
+    out = sweep_common.augment(x, np.random.default_rng(1), pad=2)
+    assert out.shape == x.shape and out.dtype == np.uint8
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for i in range(len(x)):
+        windows = [
+            w
+            for dy in range(5)
+            for dx in range(5)
+            for w in (padded[i, dy : dy + 5, dx : dx + 5], padded[i, dy : dy + 5, dx : dx + 5][:, ::-1])
+        ]
+        assert any(np.array_equal(out[i], w) for w in windows)
+
+
+def test_load_cifar_arrays_from_an_archive(tmp_path):
+    from PIL import Image
+
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            for c, name in enumerate(("cat", "ant")):
+                for k in range(2):
+                    buffer = io.BytesIO()
+                    Image.new("RGB", (4, 4), (40 * c, 10 * k, 0)).save(buffer, format="PNG")
+                    info = tarfile.TarInfo(f"{split}/{name}/{k}.png")
+                    info.size = buffer.tell()
+                    buffer.seek(0)
+                    tar.addfile(info, buffer)
+    first = sweep_common.load_cifar_arrays(str(archive), cache_dir=str(tmp_path / "cache"))
+    x_train, y_train, x_test, y_test, names = first
+    assert names == ["ant", "cat"]
+    assert x_train.shape == (4, 4, 4, 3) and y_train.tolist() == [0, 0, 1, 1]
+    # "ant" (written second, red 40) is class 0 after sorting; "cat" (red 0) class 1.
+    assert x_train[0, 0, 0, 0] == 40 and x_train[2, 0, 0, 0] == 0
+    again = sweep_common.load_cifar_arrays(str(archive), cache_dir=str(tmp_path / "cache"))
+    np.testing.assert_array_equal(again[2], x_test)
+    with pytest.raises(FileNotFoundError, match="Received: archive="):
+        sweep_common.load_cifar_arrays(str(tmp_path / "missing.tar.gz"))
+
+
+def _write_unit(out, penalty, seed, clean, pgd):
+    directory = os.path.join(out, f"lambda={penalty:g}_seed={seed}")
+    os.makedirs(directory)
+    config = dict(
+        penalty=penalty, seed=seed, preset="p", train_size=10, epochs=2, train_eps=8.0,
+        attack_steps=3, eval_eps=8.0, monitor_attack="pgd10", heldout_size=5,
+        autoattack_chunk=5, autoattack_size=10,
+    )  # fmt: skip
+    state = {
+        "config": config,
+        "epochs_done": 2,
+        "epochs": [
+            {"epoch": e, "heldout_clean": clean, "heldout_robust": pgd, "mean_sigma_max": 1.0}
+            for e in (1, 2)
+        ],
+        "eval": {"n": 1000, "accuracy": {"clean": clean, "pgd20": pgd, "cw20": pgd}},
+    }
+    with open(os.path.join(directory, "state.json"), "w") as f:
+        json.dump(state, f)
+
+
+def test_summary_pairs_units_by_seed(tmp_path):
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "sweep")
+    robust = {0.0: [0.20, 0.25, 0.22], 0.01: [0.21, 0.27, 0.22]}
+    for lam, values in robust.items():
+        for seed, value in enumerate(values):
+            _write_unit(out, lam, seed, clean=0.4, pgd=value)
+    sweep.summarize(out)
+    text = open(os.path.join(out, "summary.md")).read()
+    diffs = [100 * (b - a) for a, b in zip(robust[0.0], robust[0.01])]
+    mean, half = sweep_common.t_interval(diffs)
+    assert f"{mean:.1f} ± {half:.1f} (n=3)" in text.split("Paired differences")[1]
+    assert os.path.exists(os.path.join(out, "heldout_pgd_per_epoch.png"))
