@@ -28,7 +28,19 @@ def grad_wrt_variable(fn, variable):
     if backend == "torch":
         import torch
 
-        value = fn()
-        (grad,) = torch.autograd.grad(value, variable.value)
+        # Like tape.watch: a non-trainable variable (u/v) is a parameter with
+        # requires_grad=False, so turn it on while fn() runs.
+        tensor = variable.value
+        tracked = tensor.requires_grad
+        tensor.requires_grad_(True)
+        try:
+            value = fn()
+            (grad,) = torch.autograd.grad(value, tensor, allow_unused=True)
+        finally:
+            tensor.requires_grad_(tracked)
+        if grad is None:
+            return np.zeros(
+                tuple(tensor.shape), keras.backend.standardize_dtype(tensor.dtype)
+            )
         return grad.detach().cpu().numpy()
     raise NotImplementedError(backend)
