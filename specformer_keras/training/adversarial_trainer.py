@@ -25,10 +25,19 @@ from keras import ops
 
 from specformer_keras.attacks.pgd import pgd_body
 from specformer_keras.backend import backend_module
+from specformer_keras.training.input_checks import check_first_batch
 from specformer_keras.training.objectives import (
     TradesKLDivergence,
     kl_from_probabilities,
     sparse_labels,
+)
+from specformer_keras.utils.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    layer_arguments,
+    reject_unknown_kwargs,
 )
 
 METHODS = ("pgd_at", "trades")
@@ -42,22 +51,6 @@ except NotImplementedError as _error:  # e.g. KERAS_BACKEND=numpy: fail on use
     class _BackendSteps:
         def __init__(self, *args, **kwargs):
             raise NotImplementedError(_UNSUPPORTED)
-
-
-def _check_number(name, value, minimum=0.0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if not (value >= minimum and value < float("inf")):
-        raise ValueError(
-            f"`{name}` must be a finite number >= {minimum}. Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="specformer_keras")
@@ -143,23 +136,14 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
                 "`model` must be a `keras.Model` mapping images in [0, 1] to "
                 f"logits. Received: model={model!r}"
             )
-        if method not in METHODS:
-            raise ValueError(
-                f"`method` must be one of {METHODS}. Received: method={method!r}"
-            )
-        eps = _check_number("eps", eps)
-        step_size = _check_number("step_size", step_size)
-        beta = _check_number("beta", beta)
-        if (
-            isinstance(steps, bool)
-            or not isinstance(steps, numbers.Integral)
-            or steps < 0
-        ):
-            raise ValueError(
-                f"`steps` must be an integer >= 0. Received: steps={steps!r}"
-            )
-        _check_bool("random_start", random_start)
-        _check_bool("track_clean_accuracy", track_clean_accuracy)
+        reject_unknown_kwargs("AdversarialTrainer", kwargs, allowed=layer_arguments())
+        check_choice("method", method, METHODS)
+        eps = check_number("eps", eps, minimum=0.0)
+        step_size = check_number("step_size", step_size, minimum=0.0)
+        beta = check_number("beta", beta, minimum=0.0)
+        steps = check_int("steps", steps, minimum=0)
+        random_start = check_bool("random_start", random_start)
+        track_clean_accuracy = check_bool("track_clean_accuracy", track_clean_accuracy)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
         ):
@@ -202,6 +186,51 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
         if loss is None:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompiles a trainer loaded from `.keras` (Keras skips custom `compile`s)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:  # optimizer variables, so the saved state can load into them
+            self.optimizer.build(self.trainable_variables)
+
+    # === Input checks on the first batch (backend-agnostic, before fit) ===
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """`keras.Model.fit` after checking the first batch.
+
+        Before training starts, the first batch of ``x`` (peeked at without
+        consuming it) must hold pixels in [0, 1] (tolerance
+        `specformer_keras.training.input_checks.PIXEL_TOLERANCE`) and labels
+        in ``[0, classes - 1]``; the classifier must return finite logits, not
+        probabilities, with a non-zero input gradient (see
+        `specformer_keras.evaluation.preflight`). NumPy arrays are range-checked
+        whole.
+
+        Raises:
+            ValueError, TypeError: for bad pixels or labels.
+            specformer_keras.evaluation.PreflightError: for the model faults.
+        """
+        x = self._check_inputs(x, y, batch_size)
+        return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        """`keras.Model.train_on_batch`; the first call checks its batch as `fit` does."""
+        if not getattr(self, "_first_batch_checked", False):
+            self._check_inputs(x, y, None)
+        return super().train_on_batch(x, y, *args, **kwargs)
+
+    def _check_inputs(self, x, y, batch_size):
+        x = check_first_batch(
+            self.classifier,
+            x,
+            y,
+            batch_size,
+            needs_gradient=self.steps > 0,
+            context=f"{type(self).__name__}.fit",
+        )
+        self._first_batch_checked = True
+        return x
 
     # === Inner maximization (keras.ops; called by the backend train steps) ===
 

@@ -113,7 +113,8 @@ def one_power_iteration(kernel, u):
         ({"eps": "8/255"}, TypeError, "Received: eps='8/255'"),
         ({"step_size": -1.0}, ValueError, "Received: step_size=-1.0"),
         ({"steps": -1}, ValueError, "Received: steps=-1"),
-        ({"steps": 2.5}, ValueError, "Received: steps=2.5"),
+        ({"steps": 2.5}, TypeError, "Received: steps=2.5"),
+        ({"methd": "trades"}, TypeError, "Unrecognized keyword arguments.*methd"),
         ({"beta": -6.0}, ValueError, "Received: beta=-6.0"),
         ({"random_start": "yes"}, TypeError, "Received: random_start='yes'"),
         ({"track_clean_accuracy": 1}, TypeError, "Received: track_clean_accuracy=1"),
@@ -452,3 +453,129 @@ def test_config_round_trip():
     for key in ("method", "eps", "step_size", "steps", "beta", "seed"):
         assert getattr(restored, key) == getattr(trainer, key)
     assert isinstance(restored.model, SpectralViT)
+
+
+# === Inputs checked on the first batch, before fit (issue 13, rules 3-4) ===
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size=8):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, index):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+
+def _inputs(kind, x, y):
+    """fit's (x, y) arguments for the same data in each supported form."""
+    if kind == "arrays":
+        return {"x": x, "y": y, "batch_size": 8}
+    if kind == "py_dataset":
+        return {"x": _Batches(x, y)}
+    if kind == "generator":
+        return {
+            "x": ((x[i : i + 8], y[i : i + 8]) for i in range(0, len(x), 8)),
+            "steps_per_epoch": len(x) // 8,
+        }
+    tf = pytest.importorskip("tensorflow", reason="tf.data needs TensorFlow")
+    return {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(8)}
+
+
+INPUT_KINDS = ["arrays", "py_dataset", "generator", "tf_data"]
+
+
+def _trainer(model=None, **kwargs):
+    trainer = AdversarialTrainer(model or linear_model(), steps=1, seed=0, **kwargs)
+    trainer.compile(optimizer="adam")
+    return trainer
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_images_in_0_255_are_refused(kind):
+    x, y = images(n=16, size=4, channels=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255.*max=2"):
+        _trainer().fit(**_inputs(kind, x * 255.0, y), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_out_of_range_labels_are_refused(kind):
+    # On JAX an out-of-range label trained with zero cross-entropy.
+    x, y = images(n=16, size=4, channels=1)
+    y = y.copy()
+    y[0] = 3  # 3 classes
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\].*max=3"):
+        _trainer().fit(**_inputs(kind, x, y), epochs=1, verbose=0)
+
+
+def test_label_checks_cover_negative_non_integer_and_one_hot_width():
+    x, y = images(n=8, size=4, channels=1)
+    with pytest.raises(ValueError, match="min=-1"):
+        _trainer().fit(x, y - 1, verbose=0)
+    with pytest.raises(TypeError, match="integer class indices"):
+        _trainer().fit(x, y + 0.5, verbose=0)
+    with pytest.raises(ValueError, match=r"one column per model output \(3\)"):
+        _trainer().fit(x, np.eye(4)[y], verbose=0)
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_valid_inputs_train_on_every_batch(kind):
+    # The peeked first batch is not lost: a generator still yields all batches.
+    x, y = images(n=16, size=4, channels=1)
+    # A pixel overshoot within the tolerance (resampling) is accepted.
+    x[0, 0, 0, 0] = 1.01
+    trainer = _trainer()
+    trainer.fit(**_inputs(kind, x, y), epochs=1, verbose=0)
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+
+
+def test_model_faults_are_refused_before_training():
+    from specformer_keras.evaluation import PreflightError
+
+    x, y = images(n=8, size=4, channels=1)
+    softmax_model = keras.Sequential(
+        [
+            keras.Input((4, 4, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    with pytest.raises(PreflightError, match="look like probabilities"):
+        _trainer(softmax_model).fit(x, y, verbose=0)
+    masked = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Lambda(keras.ops.stop_gradient)]
+        + linear_model().layers
+    )
+    with pytest.raises(PreflightError, match="gradient masking"):
+        _trainer(masked).fit(x, y, verbose=0)
+    with pytest.raises(PreflightError, match="gradient masking"):
+        _trainer(masked).train_on_batch(x, y)
+    diverged = linear_model()
+    diverged.layers[-1].bias.assign(np.full(3, np.nan, "float32"))
+    with pytest.raises(PreflightError, match="non-finite logits"):
+        _trainer(diverged).fit(x, y, verbose=0)
+
+
+def test_keras_file_round_trip_continues_training(tmp_path):
+    # Before: the loaded trainer was not compiled ('NoneType' object has no
+    # attribute 'update_state' in fit).
+    x, y = images()
+    trainer = AdversarialTrainer(tiny_vit(), method="trades", steps=1, seed=0)
+    trainer.compile(optimizer="adam", metrics=["accuracy"])
+    trainer.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "trainer.keras")
+    trainer.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, AdversarialTrainer) and restored.method == "trades"
+    for got, want in zip(restored.weights, trainer.weights):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want)
+        )
+    assert int(keras.ops.convert_to_numpy(restored.optimizer.iterations)) == 2
+    history = restored.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and "accuracy" in history
+    assert int(keras.ops.convert_to_numpy(restored.optimizer.iterations)) == 4
