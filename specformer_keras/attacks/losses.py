@@ -1,24 +1,78 @@
-"""Per-example attack losses: ``loss(logits, y) -> (batch,)``, to be maximized.
+"""Per-example attack losses and the one table of their names.
 
-Untargeted attacks maximize ``loss(logits, y)``; targeted attacks maximize
-``-loss(logits, y_target)`` (see `targeted`). Cross-entropy comes from the
-shared AutoAttack helpers so every attack uses the same definition.
+Every loss maps logits ``(batch, classes)`` and integer labels to a
+``(batch,)`` value that the attack maximizes:
+
+| name | function | used by |
+| --- | --- | --- |
+| ``"ce"`` | `cross_entropy_loss` | FGSM, PGD, APGD-CE |
+| ``"cw"`` | `cw_margin_loss` ``max_{j!=y} z_j - z_y`` | FGSM, PGD (CW-N) |
+| ``"dlr"`` | `dlr_loss` | APGD-DLR |
+| ``"dlr-targeted"`` | `targeted_dlr_loss` | APGD-T |
+| ``"target-margin"`` | `target_margin` ``z_t - z_y`` | FAB-T |
+
+Each attack declares the names it accepts (e.g. ``pgd.ALLOWED_LOSSES``) and
+checks its ``loss`` argument with `check_loss`. Targeted PGD maximizes
+``-loss(logits, y_target)`` (see `targeted`).
 
 Example:
 
 ```python
 import numpy as np
-from specformer_keras.attacks.losses import cw_margin_loss
+from specformer_keras.attacks.losses import cw_margin_loss, get_loss
 
 cw_margin_loss(np.array([[2.0, 0.5, 1.0]]), np.array([0]))  # [-1.0]
+dlr = get_loss("dlr", allowed=("ce", "dlr"))
 ```
 """
 
 from keras import ops
 
-from specformer_keras.attacks._common import cross_entropy_loss
+from specformer_keras.utils.validation import check_choice
 
-LOSSES = ("ce", "cw")
+
+def _one_hot(logits, y):
+    classes = ops.shape(logits)[-1]
+    return ops.one_hot(ops.cast(y, "int32"), classes, dtype=logits.dtype)
+
+
+def _logit_of(logits, y):
+    """``z_y`` per example."""
+    return ops.sum(logits * _one_hot(logits, y), axis=-1)
+
+
+def _best_other_logit(logits, y):
+    """``max_{j != y} z_j`` per example."""
+    return ops.max(ops.where(_one_hot(logits, y) > 0, -1e9, logits), axis=-1)
+
+
+def sorted_logits(logits):
+    """Logits sorted in decreasing order along the class axis."""
+    return -ops.sort(-logits, axis=-1)
+
+
+def cross_entropy_loss(logits, y):
+    """Per-example cross-entropy of logits.
+
+    Args:
+        logits: ``(batch, classes)`` logits.
+        y: integer labels ``(batch,)``.
+
+    Returns:
+        ``(batch,)`` losses.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.losses import cross_entropy_loss
+
+    cross_entropy_loss(np.zeros((1, 4), "float32"), np.array([1]))  # [log 4]
+    ```
+    """
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
+    log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    return -ops.sum(log_probs * _one_hot(logits, y), axis=-1)
 
 
 def cw_margin_loss(logits, y):
@@ -43,11 +97,94 @@ def cw_margin_loss(logits, y):
     ```
     """
     logits = ops.convert_to_tensor(logits)
-    classes = ops.shape(logits)[-1]
-    one_hot = ops.one_hot(ops.cast(y, "int32"), classes, dtype=logits.dtype)
-    true_logit = ops.sum(logits * one_hot, axis=-1)
-    other = ops.max(ops.where(one_hot > 0, -1e9, logits), axis=-1)
-    return other - true_logit
+    return _best_other_logit(logits, y) - _logit_of(logits, y)
+
+
+def dlr_loss(logits, y):
+    """Untargeted DLR: ``-(z_y - max_{j!=y} z_j) / (z_pi1 - z_pi3)``.
+
+    Args:
+        logits: ``(batch, classes)`` logits (at least 3 classes).
+        y: integer labels ``(batch,)``.
+
+    Returns:
+        ``(batch,)`` losses, positive once the example is misclassified.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.losses import dlr_loss
+
+    dlr_loss(np.array([[3.0, 1.0, 0.0]], "float32"), np.array([0]))  # [-2/3]
+    ```
+    """
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
+    ranked = sorted_logits(logits)
+    margin = _logit_of(logits, y) - _best_other_logit(logits, y)
+    return -margin / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+
+
+def targeted_dlr_loss(logits, y, y_target):
+    """Targeted DLR: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``.
+
+    Args:
+        logits: ``(batch, classes)`` logits (at least 4 classes).
+        y: integer labels ``(batch,)``.
+        y_target: integer target classes ``(batch,)``.
+
+    Returns:
+        ``(batch,)`` losses, positive once the target beats the true class.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.losses import targeted_dlr_loss
+
+    logits = np.array([[3.0, 2.0, 1.0, 0.0]], "float32")
+    targeted_dlr_loss(logits, np.array([0]), np.array([1]))  # [-1/2.5]
+    ```
+    """
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
+    ranked = sorted_logits(logits)
+    scale = ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12
+    return -(_logit_of(logits, y) - _logit_of(logits, y_target)) / scale
+
+
+def target_margin(logits, y, y_target):
+    """``z_t - z_y``: positive once the target beats the true class (FAB-T).
+
+    Args:
+        logits: ``(batch, classes)`` logits.
+        y: integer labels ``(batch,)``.
+        y_target: integer target classes ``(batch,)``.
+
+    Returns:
+        ``(batch,)`` margins.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.losses import target_margin
+
+    target_margin(np.array([[2.0, 0.5]], "float32"), np.array([0]), np.array([1]))
+    # [-1.5]
+    ```
+    """
+    logits = ops.convert_to_tensor(logits)  # numpy * torch.Tensor fails
+    return _logit_of(logits, y_target) - _logit_of(logits, y)
+
+
+# The one name table of the package's attack losses.
+LOSSES = {
+    "ce": cross_entropy_loss,
+    "cw": cw_margin_loss,
+    "dlr": dlr_loss,
+    "dlr-targeted": targeted_dlr_loss,
+    "target-margin": target_margin,
+}
 
 
 def targeted(loss_fn):
@@ -75,15 +212,44 @@ def targeted(loss_fn):
     return targeted_loss
 
 
-def get_loss(name, is_targeted=False):
-    """The per-example loss called ``name`` (``"ce"`` or ``"cw"``).
+def check_loss(name, allowed):
+    """Raises unless ``name`` is among the loss names an attack ``allowed``.
 
     Args:
-        name: ``"ce"`` (cross-entropy) or ``"cw"`` (CW margin).
-        is_targeted: return the targeted version (see `targeted`).
+        name: the ``loss`` argument received.
+        allowed: tuple of names in `LOSSES` the attack accepts.
 
     Returns:
-        ``loss(logits, y) -> (batch,)`` to maximize.
+        ``name``.
+
+    Raises:
+        ValueError: "Argument `loss` must be one of (...). Received: loss=...".
+
+    Example:
+
+    ```python
+    from specformer_keras.attacks.losses import check_loss
+
+    check_loss("cw", ("ce", "cw"))  # "cw"
+    ```
+    """
+    return check_choice("loss", name, allowed)
+
+
+def get_loss(name, is_targeted=False, allowed=("ce", "cw")):
+    """The per-example loss called ``name`` (see the module's table).
+
+    Args:
+        name: a name in ``allowed``.
+        is_targeted: return the targeted version (see `targeted`).
+        allowed: the names the caller accepts (PGD's ``("ce", "cw")`` by
+            default).
+
+    Returns:
+        ``loss(logits, y, ...) -> (batch,)`` to maximize.
+
+    Raises:
+        ValueError: ``name`` is not in ``allowed``.
 
     Example:
 
@@ -93,9 +259,5 @@ def get_loss(name, is_targeted=False):
     loss_fn = get_loss("cw", is_targeted=True)
     ```
     """
-    if name not in LOSSES:
-        raise ValueError(
-            f"Argument `loss` must be one of {LOSSES}. Received: loss={name!r}"
-        )
-    loss_fn = cross_entropy_loss if name == "ce" else cw_margin_loss
+    loss_fn = LOSSES[check_loss(name, allowed)]
     return targeted(loss_fn) if is_targeted else loss_fn
