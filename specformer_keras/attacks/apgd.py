@@ -27,7 +27,26 @@ Paper: https://arxiv.org/abs/2003.01690
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _common as common
+from specformer_keras.attacks.inputs import prepare_inputs, restore_type
+from specformer_keras.attacks.losses import LOSSES, check_loss
+from specformer_keras.attacks.norms import (
+    check_norm,
+    expand_to,
+    project,
+    random_start,
+    steepest_direction,
+)
+from specformer_keras.attacks.runner import (
+    RobustPoints,
+    compile_body,
+    predict_labels,
+    predict_logits,
+    run_padded,
+)
+from specformer_keras.utils.validation import check_int, check_seed
+
+# Loss names (see `specformer_keras.attacks.losses.LOSSES`) `apgd` accepts.
+ALLOWED_LOSSES = ("ce", "dlr")
 
 
 def checkpoint_schedule(steps):
@@ -60,21 +79,8 @@ def checkpoint_schedule(steps):
 
 
 def _project(x_adv, x, eps, norm):
-    if norm == "linf":
-        x_adv = ops.clip(x_adv, x - eps, x + eps)
-    else:
-        delta = x_adv - x
-        size = common.flat_norm(delta, "l2")
-        factor = ops.minimum(1.0, ops.divide_no_nan(eps, size))
-        x_adv = x + delta * common.expand_to(factor, x)
-    return ops.clip(x_adv, 0.0, 1.0)
-
-
-def _normalize(grad, norm):
-    if norm == "linf":
-        return ops.sign(grad)
-    size = common.flat_norm(grad, "l2")
-    return grad / (common.expand_to(size, grad) + 1e-12)
+    # Into the ball, then the box (as fra31/auto-attack).
+    return project(x_adv, x, eps, norm, box_first=False)
 
 
 def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
@@ -129,20 +135,20 @@ def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
 
     def body(i, s):
         momentum = ops.where(i > 0, 0.75, 1.0)
-        scale = common.expand_to(s["step_size"], x)
-        z = _project(s["x_adv"] + scale * _normalize(s["grad"], norm), x, eps, norm)
+        scale = expand_to(s["step_size"], x)
+        z = _project(s["x_adv"] + scale * steepest_direction(s["grad"], norm, 1e-12), x, eps, norm)
         previous_step = s["x_adv"] - s["x_old"]
         x_new = s["x_adv"] + (z - s["x_adv"]) * momentum
         x_new = _project(x_new + previous_step * (1.0 - momentum), x, eps, norm)
 
         loss, grad, logits = evaluate(x_new)
         wrong = ops.argmax(logits, axis=-1) != y
-        x_fooled = ops.where(common.expand_to(wrong, x), x_new, s["x_fooled"])
+        x_fooled = ops.where(expand_to(wrong, x), x_new, s["x_fooled"])
         fooled = ops.logical_or(s["fooled"], wrong)
         increases = s["increases"] + ops.cast(loss > s["loss_prev"], "float32")
         improved = loss > s["loss_best"]
-        x_best = ops.where(common.expand_to(improved, x), x_new, s["x_best"])
-        grad_best = ops.where(common.expand_to(improved, x), grad, s["grad_best"])
+        x_best = ops.where(expand_to(improved, x), x_new, s["x_best"])
+        grad_best = ops.where(expand_to(improved, x), grad, s["grad_best"])
         loss_best = ops.where(improved, loss, s["loss_best"])
 
         # Checkpoint: halve the step and restart from the best point if needed.
@@ -153,7 +159,7 @@ def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
         )
         reduce = ops.logical_and(check, ops.logical_or(oscillating, stalled))
         step_size = ops.where(reduce, s["step_size"] / 2.0, s["step_size"])
-        reduce_x = common.expand_to(reduce, x)
+        reduce_x = expand_to(reduce, x)
         return {
             "x_adv": ops.where(reduce_x, x_best, x_new),
             "x_old": s["x_adv"],
@@ -174,26 +180,12 @@ def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
     return s["x_fooled"], s["fooled"], s["x_best"], s["loss_best"]
 
 
-LOSSES = ("ce", "dlr")
-
-
-def _loss_fn(name):
-    return {
-        "ce": common.cross_entropy_loss,
-        "dlr": common.dlr_loss,
-        "dlr-targeted": common.targeted_dlr_loss,
-    }[name]
-
-
 def _run_apgd_once(model, x, y, eps, norm, loss_name, steps, rng, y_target=None):
     """One compiled APGD run on numpy ``(x, y[, y_target])``; numpy results."""
-    n = x.shape[0]
-    size = common.bucket_size(n)
-    arrays = [x, y.astype("int32"), common.random_start(rng, x, eps, norm)]
+    arrays = [x, y.astype("int32"), random_start(rng, x, eps, norm)]
     if y_target is not None:
         arrays.append(y_target.astype("int32"))
-    arrays = [common.pad_rows(a, size) for a in arrays]
-    loss_fn = _loss_fn(loss_name)
+    loss_fn = LOSSES[loss_name]
 
     def body(evaluate_fn, logits_fn, x, y, x_init, *target):
         def evaluate(x_adv):
@@ -202,8 +194,7 @@ def _run_apgd_once(model, x, y, eps, norm, loss_name, steps, rng, y_target=None)
         return apgd_body(evaluate, x, y, x_init, eps, steps, norm)
 
     key = ("apgd", loss_name, float(eps), norm, int(steps))
-    outputs = common.compile_body(model, key, body)(*arrays)
-    return tuple(np.asarray(o)[:n] for o in outputs)
+    return run_padded(compile_body(model, key, body), arrays)
 
 
 def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=None):
@@ -244,32 +235,20 @@ def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=N
     x_adv = apgd(model, x, np.array([0, 1]), eps=8 / 255, steps=5, seed=0)
     ```
     """
-    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
-    common.check_norm(norm)
-    if loss not in LOSSES:
-        raise ValueError(
-            f"Argument `loss` must be one of {LOSSES}. Received: loss={loss!r}"
-        )
-    steps = common.check_positive_int("steps", steps)
-    restarts = common.check_positive_int("restarts", restarts)
-    rng = np.random.default_rng(common.check_seed(seed))
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
+    check_norm(norm)
+    check_loss(loss, ALLOWED_LOSSES)
+    steps = check_int("steps", steps)
+    restarts = check_int("restarts", restarts)
+    rng = np.random.default_rng(check_seed("seed", seed))
 
-    robust = common.predict_labels(model, x_np) == y_np
-    result = x_np.copy()
-    best_loss = np.full(x_np.shape[0], -np.inf)
-    for _ in range(restarts):
-        index = np.flatnonzero(robust)
-        if index.size == 0:
-            break
+    points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
+    for _, index in points.batches(rounds=range(restarts)):
         x_fooled, fooled, x_best, loss_best = _run_apgd_once(
             model, x_np[index], y_np[index], eps, norm, loss, steps, rng
         )
-        better = ~fooled & (loss_best > best_loss[index])
-        result[index[better]] = x_best[better]
-        best_loss[index[better]] = loss_best[better]
-        result[index[fooled]] = x_fooled[fooled]
-        robust[index[fooled]] = False
-    return common.restore_type(result, x, dtype)
+        points.record(index, fooled, x_fooled, loss=loss_best, x_best=x_best)
+    return restore_type(points.result, x, dtype)
 
 
 def apgd_targeted(
@@ -311,13 +290,13 @@ def apgd_targeted(
                           n_target_classes=2, seed=0)
     ```
     """
-    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
-    common.check_norm(norm)
-    steps = common.check_positive_int("steps", steps)
-    restarts = common.check_positive_int("restarts", restarts)
-    n_target_classes = common.check_positive_int("n_target_classes", n_target_classes)
-    rng = np.random.default_rng(common.check_seed(seed))
-    logits = common.predict_logits(model, x_np)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
+    check_norm(norm)
+    steps = check_int("steps", steps)
+    restarts = check_int("restarts", restarts)
+    n_target_classes = check_int("n_target_classes", n_target_classes)
+    rng = np.random.default_rng(check_seed("seed", seed))
+    logits = predict_logits(model, x_np)
     classes = logits.shape[-1]
     if classes < 4:
         raise ValueError(
@@ -325,24 +304,21 @@ def apgd_targeted(
             f"Received: model output with classes={classes}"
         )
     ranking = np.argsort(-logits, axis=-1, kind="stable")
-    robust = logits.argmax(-1) == y_np
-    result = x_np.copy()
-    for k in range(1, min(n_target_classes, classes - 1) + 1):
-        for _ in range(restarts):
-            index = np.flatnonzero(robust)
-            if index.size == 0:
-                return common.restore_type(result, x, dtype)
-            x_fooled, fooled, _, _ = _run_apgd_once(
-                model,
-                x_np[index],
-                y_np[index],
-                eps,
-                norm,
-                "dlr-targeted",
-                steps,
-                rng,
-                y_target=ranking[index, k],
-            )
-            result[index[fooled]] = x_fooled[fooled]
-            robust[index[fooled]] = False
-    return common.restore_type(result, x, dtype)
+    points = RobustPoints(x_np, logits.argmax(-1) == y_np)
+    rounds = [
+        k for k in range(1, min(n_target_classes, classes - 1) + 1) for _ in range(restarts)
+    ]
+    for k, index in points.batches(rounds=rounds):
+        x_fooled, fooled, _, _ = _run_apgd_once(
+            model,
+            x_np[index],
+            y_np[index],
+            eps,
+            norm,
+            "dlr-targeted",
+            steps,
+            rng,
+            y_target=ranking[index, k],
+        )
+        points.record(index, fooled, x_fooled)
+    return restore_type(points.result, x, dtype)

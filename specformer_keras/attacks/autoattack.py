@@ -18,10 +18,13 @@ import time
 
 import numpy as np
 
-from specformer_keras.attacks import _common as common
 from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.fab import fab_targeted
+from specformer_keras.attacks.inputs import prepare_inputs, restore_type
+from specformer_keras.attacks.norms import check_norm, within_budget
+from specformer_keras.attacks.runner import RobustPoints, predict_labels
 from specformer_keras.attacks.square import square
+from specformer_keras.utils.validation import check_choice, check_int, check_seed
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 KNOWN_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square")
@@ -148,11 +151,8 @@ def autoattack(
         return_log=True)
     ```
     """
-    if version not in VERSIONS:
-        raise ValueError(
-            f"Argument `version` must be one of {VERSIONS}. Received: version={version!r}"
-        )
-    common.check_norm(norm)
+    check_choice("version", version, VERSIONS)
+    check_norm(norm)
     if version == "standard":
         if attacks_to_run is not None or attack_settings is not None:
             raise ValueError(
@@ -191,13 +191,13 @@ def autoattack(
                 f"dicts of arguments. Received: attack_settings={attack_settings!r}"
             )
         settings[name].update(overrides)
-    seed = common.check_seed(seed)
-    batch_size = common.check_positive_int("batch_size", batch_size)
+    seed = check_seed("seed", seed)
+    batch_size = check_int("batch_size", batch_size)
 
-    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
     n = x_np.shape[0]
-    robust = common.predict_labels(model, x_np) == y_np
-    x_adv = x_np.copy()
+    robust = predict_labels(model, x_np) == y_np
+    points = RobustPoints(x_np, robust)
     log = {
         "version": version,
         "norm": norm,
@@ -219,26 +219,16 @@ def autoattack(
         start = time.perf_counter()
         broken = 0
         runner = COMPONENTS[name][0]
-        index = np.flatnonzero(robust)
-        for first in range(0, index.size, batch_size):
-            chunk = index[first : first + batch_size]
+        for _, chunk in points.batches(batch_size=batch_size):
             candidate = np.asarray(
                 runner(
                     model, x_np[chunk], y_np[chunk], eps, norm, seed, **settings[name]
                 )
             )
-            wrong = common.predict_labels(model, candidate) != y_np[chunk]
-            inside = (
-                common.perturbation_norm(candidate, x_np[chunk], norm)
-                <= eps * (1 + 1e-5) + 1e-6
-            )
-            in_box = (candidate.reshape(chunk.size, -1).min(1) >= 0) & (
-                candidate.reshape(chunk.size, -1).max(1) <= 1
-            )
-            fooled = wrong & inside & in_box
-            x_adv[chunk[fooled]] = candidate[fooled]
-            robust[chunk[fooled]] = False
-            broken += int(fooled.sum())
+            wrong = predict_labels(model, candidate) != y_np[chunk]
+            fooled = wrong & within_budget(candidate, x_np[chunk], eps, norm)
+            broken += points.record(chunk, fooled, candidate)
+        robust = points.robust
         log["robust_accuracy"][name] = float(robust.mean())
         log["broken_by"][name] = broken
         log["seconds"][name] = time.perf_counter() - start
@@ -247,8 +237,8 @@ def autoattack(
                 f"  after {name}: robust accuracy {robust.mean():.2%} "
                 f"({broken} broken, {log['seconds'][name]:.1f} s)"
             )
-    log["final_robust_accuracy"] = float(robust.mean())
-    result = common.restore_type(x_adv, x, dtype)
+    log["final_robust_accuracy"] = float(points.robust.mean())
+    result = restore_type(points.result, x, dtype)
     if return_log:
         return result, log
     return result

@@ -18,7 +18,23 @@ Paper: https://arxiv.org/abs/1907.02044 (FAB), https://arxiv.org/abs/2003.01690
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _common as common
+from specformer_keras.attacks.inputs import prepare_inputs, restore_type
+from specformer_keras.attacks.losses import target_margin
+from specformer_keras.attacks.norms import (
+    check_norm,
+    expand_to,
+    flat_norm,
+    random_start,
+    within_budget,
+)
+from specformer_keras.attacks.runner import (
+    RobustPoints,
+    compile_body,
+    predict_labels,
+    predict_logits,
+    run_padded,
+)
+from specformer_keras.utils.validation import check_int, check_number, check_seed
 
 
 def project_onto_boundary(points, w, b, norm="linf"):
@@ -102,13 +118,6 @@ def project_onto_boundary(points, w, b, norm="linf"):
     return -ops.sign(w) * magnitude * active
 
 
-def _norm_of(delta, norm):
-    flat = ops.reshape(delta, (ops.shape(delta)[0], -1))
-    if norm == "linf":
-        return ops.max(ops.abs(flat), axis=1)
-    return ops.sqrt(ops.sum(ops.square(flat), axis=1))
-
-
 def fab_targeted_body(
     logits_fn,
     margin_grad_fn,
@@ -158,7 +167,7 @@ def fab_targeted_body(
             norm,
         )
         d1, d2 = both[:batch], both[batch:]
-        size = ops.maximum(_norm_of(both, norm), 1e-8)
+        size = ops.maximum(flat_norm(both, norm), 1e-8)
         a1, a2 = size[:batch], size[batch:]
         alpha = ops.clip(a1 / (a1 + a2), 0.0, alpha_max)[:, None]
         moved = (x1_flat + eta * d1) * (1.0 - alpha) + (x0 + eta * d2) * alpha
@@ -166,12 +175,12 @@ def fab_targeted_body(
         new_x1 = ops.reshape(moved, ops.shape(x))
         pred = ops.cast(ops.argmax(logits_fn(new_x1), axis=-1), "int32")
         is_adv = pred != y
-        dist = _norm_of(moved - x0, norm)
+        dist = flat_norm(moved - x0, norm)
         better = ops.logical_and(is_adv, dist < best_dist)
-        best = ops.where(common.expand_to(better, x), new_x1, best)
+        best = ops.where(expand_to(better, x), new_x1, best)
         best_dist = ops.where(better, dist, best_dist)
         pulled = ops.reshape(x0 + (moved - x0) * beta, ops.shape(x))
-        new_x1 = ops.where(common.expand_to(is_adv, x), pulled, new_x1)
+        new_x1 = ops.where(expand_to(is_adv, x), pulled, new_x1)
         return new_x1, best, best_dist
 
     init = (x_start, x, ops.full((batch,), np.inf, dtype="float32"))
@@ -235,25 +244,24 @@ def fab_targeted(
                          n_target_classes=2)
     ```
     """
-    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
-    common.check_norm(norm)
-    steps = common.check_positive_int("steps", steps)
-    n_target_classes = common.check_positive_int("n_target_classes", n_target_classes)
-    restarts = common.check_positive_int("restarts", restarts)
-    alpha_max = common.check_fraction("alpha_max", alpha_max)
-    beta = common.check_fraction("beta", beta)
-    if not isinstance(eta, (int, float)) or isinstance(eta, bool) or eta < 1.0:
-        raise ValueError(f"Argument `eta` must be a number >= 1. Received: eta={eta!r}")
-    rng = np.random.default_rng(common.check_seed(seed))
-    logits = common.predict_logits(model, x_np)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
+    check_norm(norm)
+    steps = check_int("steps", steps)
+    n_target_classes = check_int("n_target_classes", n_target_classes)
+    restarts = check_int("restarts", restarts)
+    alpha_max = check_number(
+        "alpha_max", alpha_max, minimum=0.0, maximum=1.0, include_minimum=False
+    )
+    beta = check_number("beta", beta, minimum=0.0, maximum=1.0, include_minimum=False)
+    eta = check_number("eta", eta, minimum=1.0)
+    rng = np.random.default_rng(check_seed("seed", seed))
+    logits = predict_logits(model, x_np)
     classes = logits.shape[-1]
     ranking = np.argsort(-logits, axis=-1, kind="stable")
-    robust = logits.argmax(-1) == y_np
-    result = x_np.copy()
 
     def body(evaluate_fn, logits_fn, x, y, y_target, x_start):
         def margin_grad(x_adv, y, y_target):
-            value, grad, _ = evaluate_fn(common.target_margin, x_adv, y, y_target)
+            value, grad, _ = evaluate_fn(target_margin, x_adv, y, y_target)
             return value, grad
 
         return fab_targeted_body(
@@ -271,29 +279,28 @@ def fab_targeted(
         )
 
     key = ("fab-t", norm, int(steps), float(alpha_max), float(eta), float(beta))
-    run = common.compile_body(model, key, body)
-    for k in range(1, min(n_target_classes, classes - 1) + 1):
-        for restart in range(restarts):
-            index = np.flatnonzero(robust)
-            if index.size == 0:
-                return common.restore_type(result, x, dtype)
-            x_sub = x_np[index]
-            if restart == 0:
-                x_start = x_sub
-            else:
-                x_start = common.random_start(rng, x_sub, eps, norm, scale=0.5)
-            size = common.bucket_size(index.size)
-            arrays = [
-                x_sub,
-                y_np[index].astype("int32"),
-                ranking[index, k].astype("int32"),
-                x_start,
-            ]
-            best, _ = run(*[common.pad_rows(a, size) for a in arrays])
-            best = np.asarray(best)[: index.size]
-            wrong = common.predict_labels(model, best) != y_np[index]
-            inside = common.perturbation_norm(best, x_sub, norm) <= eps
-            fooled = wrong & inside
-            result[index[fooled]] = best[fooled]
-            robust[index[fooled]] = False
-    return common.restore_type(result, x, dtype)
+    run = compile_body(model, key, body)
+    points = RobustPoints(x_np, logits.argmax(-1) == y_np)
+    rounds = [
+        (k, restart)
+        for k in range(1, min(n_target_classes, classes - 1) + 1)
+        for restart in range(restarts)
+    ]
+    for (k, restart), index in points.batches(rounds=rounds):
+        x_sub = x_np[index]
+        if restart == 0:
+            x_start = x_sub
+        else:
+            x_start = random_start(rng, x_sub, eps, norm, scale=0.5)
+        arrays = [
+            x_sub,
+            y_np[index].astype("int32"),
+            ranking[index, k].astype("int32"),
+            x_start,
+        ]
+        best, _ = run_padded(run, arrays)
+        wrong = predict_labels(model, best) != y_np[index]
+        # Strictly within eps (the box holds by construction).
+        fooled = wrong & within_budget(best, x_sub, eps, norm, rtol=0.0, atol=0.0)
+        points.record(index, fooled, best)
+    return restore_type(points.result, x, dtype)

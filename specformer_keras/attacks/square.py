@@ -23,7 +23,17 @@ Paper: https://arxiv.org/abs/1912.00049
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks import _common as common
+from specformer_keras.attacks.inputs import prepare_inputs, restore_type
+from specformer_keras.attacks.losses import cw_margin_loss
+from specformer_keras.attacks.norms import check_norm, expand_to
+from specformer_keras.attacks.runner import (
+    RobustPoints,
+    bucket_size,
+    compile_body,
+    predict_labels,
+    run_padded,
+)
+from specformer_keras.utils.validation import check_int, check_number, check_seed
 
 SCHEDULE_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -115,11 +125,7 @@ def draw_square_randomness(seed, batch, shape, n_queries, p_init, rescale_schedu
 
 def margin(logits, y):
     """``z_y - max_{j != y} z_j`` per example (negative iff misclassified)."""
-    classes = ops.shape(logits)[-1]
-    one_hot = ops.one_hot(ops.cast(y, "int32"), classes, dtype=logits.dtype)
-    true_logit = ops.sum(logits * one_hot, axis=-1)
-    other = ops.max(logits - one_hot * 1e9, axis=-1)
-    return true_logit - other
+    return -cw_margin_loss(logits, y)
 
 
 def square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours):
@@ -163,7 +169,7 @@ def square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours):
             margin_best > 0,
             ops.logical_or(new_margin < margin_best, new_margin <= 0),
         )
-        x_best = ops.where(common.expand_to(accept, x), x_new, x_best)
+        x_best = ops.where(expand_to(accept, x), x_new, x_best)
         margin_best = ops.where(accept, new_margin, margin_best)
         return i + 1, x_best, margin_best
 
@@ -222,8 +228,8 @@ def square(
     x_adv = square(model, x, np.array([0, 1]), eps=8 / 255, n_queries=20, seed=0)
     ```
     """
-    x_np, y_np, dtype = common.prepare_inputs(model, x, y, eps)
-    common.check_norm(norm)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
+    check_norm(norm)
     if norm != "linf":
         raise NotImplementedError(
             "Square Attack is implemented for norm='linf' only; the L2 version "
@@ -234,44 +240,32 @@ def square(
             "Square Attack needs images of shape (batch, height, width, channels). "
             f"Received: x.shape={x_np.shape}"
         )
-    n_queries = common.check_positive_int("n_queries", n_queries)
-    restarts = common.check_positive_int("restarts", restarts)
-    p_init = common.check_fraction("p_init", p_init)
-    seed = common.check_seed(seed)
+    n_queries = check_int("n_queries", n_queries)
+    restarts = check_int("restarts", restarts)
+    p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, include_minimum=False)
+    seed = check_seed("seed", seed)
     rng = np.random.default_rng(seed)
 
     def body(evaluate_fn, logits_fn, x, y, stripes, sizes, offsets, colours):
         return square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours)
 
-    run = common.compile_body(model, ("square", float(eps)), body)
-    robust = common.predict_labels(model, x_np) == y_np
-    result = x_np.copy()
-    for _ in range(restarts):
-        index = np.flatnonzero(robust)
-        if index.size == 0:
-            break
-        size = common.bucket_size(index.size)
+    run = compile_body(model, ("square", float(eps)), body)
+    points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
+    for _, index in points.batches(rounds=range(restarts)):
         draws = draw_square_randomness(
             int(rng.integers(2**31)),
-            size,
+            bucket_size(index.size),  # the padded batch: one stripe per row
             x_np.shape[1:],
             n_queries,
             p_init,
             rescale_schedule,
         )
-        x_sub = common.pad_rows(x_np[index], size)
-        y_sub = common.pad_rows(y_np[index].astype("int32"), size)
-        best, best_margin, _ = run(
-            x_sub,
-            y_sub,
-            draws["stripes"],
-            draws["sizes"],
-            draws["offsets"],
-            draws["colours"],
+        best, best_margin, _ = run_padded(
+            run,
+            [x_np[index], y_np[index].astype("int32"), draws["stripes"]],
+            [draws["sizes"], draws["offsets"], draws["colours"]],
         )
-        best = np.asarray(best)[: index.size]
-        fooled = np.asarray(best_margin)[: index.size] <= 0
-        fooled &= common.predict_labels(model, best) != y_np[index]
-        result[index[fooled]] = best[fooled]
-        robust[index[fooled]] = False
-    return common.restore_type(result, x, dtype)
+        fooled = best_margin <= 0
+        fooled &= predict_labels(model, best) != y_np[index]
+        points.record(index, fooled, best)
+    return restore_type(points.result, x, dtype)
