@@ -46,10 +46,11 @@ def measure(images, steps, queries, repeats):
         "fab-t": {"steps": steps},
         "square": {"n_queries": queries},
     }
-    from specformer_keras.attacks import _common as common
+    from specformer_keras.attacks.losses import cross_entropy_loss
+    from specformer_keras.attacks.runner import compile_body
 
     def one_gradient(evaluate_fn, logits_fn, x, y):
-        loss, grad, _ = evaluate_fn(common.cross_entropy_loss, x, y)
+        loss, grad, _ = evaluate_fn(cross_entropy_loss, x, y)
         return loss, grad
 
     def one_forward(evaluate_fn, logits_fn, x):
@@ -60,7 +61,7 @@ def measure(images, steps, queries, repeats):
         ("fwd+bwd", one_gradient, (x, y.astype("int32"))),
         ("fwd", one_forward, (x,)),
     ]:
-        run = common.compile_body(model, ("benchmark", name), body)
+        run = compile_body(model, ("benchmark", name), body)
         run(*arrays)
         times = []
         for _ in range(5):

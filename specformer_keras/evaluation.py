@@ -56,7 +56,10 @@ import time
 import keras
 import numpy as np
 
-from specformer_keras.attacks import _common as common
+from specformer_keras.attacks.inputs import prepare_inputs, to_numpy
+from specformer_keras.attacks.losses import cross_entropy_loss
+from specformer_keras.attacks.norms import check_eps, check_norm, within_budget
+from specformer_keras.attacks.runner import predict_labels, predict_logits
 from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.pgd import pgd
 from specformer_keras.backend import backend_module
@@ -83,7 +86,7 @@ class PreflightError(ValueError):
 
 
 def _preflight_body(evaluate_fn, logits_fn, x, y):
-    loss, grad, logits = evaluate_fn(common.cross_entropy_loss, x, y)
+    loss, grad, logits = evaluate_fn(cross_entropy_loss, x, y)
     return loss, grad, logits
 
 
@@ -139,9 +142,9 @@ def preflight(model, x, y, logits=None, needs_gradient=True, context="evaluation
         assert "probabilities" in str(error)
     ```
     """
-    x_np, y_np, _ = common.prepare_inputs(model, x, y, 0.0)
+    x_np, y_np, _ = prepare_inputs(model, x, y, 0.0)
     if logits is None:
-        logits = common.predict_logits(model, x_np)
+        logits = predict_logits(model, x_np)
     logits = np.asarray(logits, "float32")
     check_finite_logits(logits, context)
     n = logits.shape[0]
@@ -340,8 +343,8 @@ def _check_arguments(attacks, eps, norm, batch_size, seed, sanity_points):
         raise ValueError(
             f"Argument `attacks` must not be empty. Received: attacks={attacks!r}"
         )
-    common.check_eps(eps)
-    common.check_norm(norm)
+    check_eps(eps)
+    check_norm(norm)
     check_int("batch_size", batch_size)
     check_seed("seed", seed)
     check_int("sanity_points", sanity_points)
@@ -351,7 +354,7 @@ def _check_arguments(attacks, eps, norm, batch_size, seed, sanity_points):
 def _batches(data, batch_size):
     """Yields numpy ``(x, y)`` batches of ``data``; also returns a batch count."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (common.to_numpy(part) for part in data)
+        x, y = (to_numpy(part) for part in data)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 "Argument `data` must be (x, y) with one label per image. "
@@ -380,7 +383,7 @@ def _batches(data, batch_size):
                     "Argument `data` must yield (x, y) batches. "
                     f"Received: an element of type {type(element).__name__}"
                 )
-            x, y = common.to_numpy(element[0]), common.to_numpy(element[1])
+            x, y = to_numpy(element[0]), to_numpy(element[1])
             if y.ndim == 0:
                 raise ValueError(
                     "Argument `data` must yield batches (call dataset.batch(...)). "
@@ -396,14 +399,6 @@ def _labels(y):
     if y.ndim == 2:  # one-hot or soft labels
         return y.argmax(axis=-1)
     return y
-
-
-def _within_budget(x_adv, x, eps, norm):
-    distance = common.perturbation_norm(x_adv, x, norm)
-    flat = np.asarray(x_adv, "float64").reshape(x.shape[0], -1)
-    return (
-        (distance <= eps * (1 + 1e-5) + 1e-6) & (flat.min(1) >= 0) & (flat.max(1) <= 1)
-    )
 
 
 def evaluate_robustness(
@@ -510,9 +505,9 @@ def evaluate_robustness(
     needs_gradient = any(attack.kind in GRADIENT_KINDS for attack in resolved)
     for batch_index, (x, y) in enumerate(progress):
         y = _labels(y)
-        x_np, y_np, _ = common.prepare_inputs(model, x, y, eps)
+        x_np, y_np, _ = prepare_inputs(model, x, y, eps)
         batch_seed = None if seed is None else seed + batch_index
-        clean_logits = common.predict_logits(model, x_np)
+        clean_logits = predict_logits(model, x_np)
         if checked is None:  # before any number is computed
             checked = preflight(
                 model,
@@ -536,16 +531,16 @@ def evaluate_robustness(
                 unavailable[attack.name] = str(error)
                 continue
             seconds[attack.name] += time.perf_counter() - start
-            valid = _within_budget(x_adv, x_np, eps, norm)
+            valid = within_budget(x_adv, x_np, eps, norm)
             outside[attack.name] += int((~valid).sum())
-            fooled = (common.predict_labels(model, x_adv) != y_np) & valid
+            fooled = (predict_labels(model, x_adv) != y_np) & valid
             correct[attack.name].append(clean & ~fooled)
         for name, attack in extra.items():
             room = sanity_points - n
             if room > 0 and name not in unavailable:
                 x_part, y_part = x_np[:room], y_np[:room]
                 x_adv = attack.run(model, x_part, y_part, batch_seed)
-                fooled = common.predict_labels(model, x_adv) != y_part
+                fooled = predict_labels(model, x_adv) != y_part
                 extra_correct[name].append(clean[:room] & ~fooled)
         n += x_np.shape[0]
         if verbose and hasattr(progress, "set_postfix"):

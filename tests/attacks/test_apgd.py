@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
 
-from specformer_keras.attacks import _common as common
+from specformer_keras.attacks.losses import dlr_loss, targeted_dlr_loss
 from specformer_keras.attacks.apgd import apgd, apgd_targeted, checkpoint_schedule
 
 
@@ -45,8 +45,8 @@ def test_dlr_losses_match_numpy():
     tdlr = -(true - logits[np.arange(6), target]) / (
         ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12
     )
-    got = keras.ops.convert_to_numpy(common.dlr_loss(logits, y))
-    got_t = keras.ops.convert_to_numpy(common.targeted_dlr_loss(logits, y, target))
+    got = keras.ops.convert_to_numpy(dlr_loss(logits, y))
+    got_t = keras.ops.convert_to_numpy(targeted_dlr_loss(logits, y, target))
     np.testing.assert_allclose(got, dlr, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_t, tdlr, rtol=1e-5, atol=1e-6)
 
