@@ -61,21 +61,27 @@ def evaluate(config, classifier, evaluation, paths):
     """`evaluate_robustness` for results.json and `robustness_curve` for the eps plot."""
     from specformer_keras import evaluation as robustness
 
-    report = robustness.evaluate_robustness(
-        classifier,
-        evaluation,
-        attacks=config.eval_attacks,
-        eps=config.eval_eps,
-        batch_size=config.eval_batch_size,
-        seed=config.seed,
-    )
-    curve = robustness.robustness_curve(
-        classifier,
-        evaluation,
-        list(config.curve_eps),
-        attack=config.curve_attack,
-        plot_path=paths["eps_png"],
-    )
+    try:
+        report = robustness.evaluate_robustness(
+            classifier,
+            evaluation,
+            attacks=config.eval_attacks,
+            eps=config.eval_eps,
+            batch_size=config.eval_batch_size,
+            seed=config.seed,
+        )
+        curve = robustness.robustness_curve(
+            classifier,
+            evaluation,
+            list(config.curve_eps),
+            attack=config.curve_attack,
+            plot_path=paths["eps_png"],
+        )
+    except robustness.PreflightError as error:
+        raise RecipeError(
+            f"The evaluation refused the trained model ({error}); it is kept in "
+            f"{paths['final']}, and rerunning the command evaluates it again."
+        ) from None
     if not os.path.exists(paths["eps_png"]):
         from specformer_keras.plots import plot_accuracy_vs_eps
 

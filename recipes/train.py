@@ -36,6 +36,8 @@ def settings_from_flags(recipe, get_config):
     """The validated `Config` and its JSON settings; Keras imported, nothing built."""
     config = flags.config_from_flags(get_config)
     backend = backends.choose_backend(config.backend)
+    if config.deterministic:  # before Keras runs any op (JAX reads XLA_FLAGS once)
+        backends.make_deterministic(backend)
     config = validate(dataclasses.replace(config, backend=backend), recipe)
     from recipes import modeling, report
 
@@ -56,8 +58,6 @@ def settings_from_flags(recipe, get_config):
 
 def run(recipe, config, settings, mode):
     """Everything after the output folder is prepared: returns the results dict."""
-    if config.deterministic:
-        backends.make_deterministic(config.backend)
     import keras
 
     from recipes import checkpoints, modeling, report
@@ -234,9 +234,31 @@ def main(recipe, get_config):
         with run_dir.locked(config.output_dir):
             mode = run_dir.prepare(config.output_dir, settings, config.overwrite)
             return run(recipe, config, settings, mode)
-    except RecipeError as error:
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
         print(f"{recipe}: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def user_errors():
+    """Errors about the user's flags or files: one line, no traceback."""
+    if "specformer_keras" not in sys.modules:  # failed before the backend was chosen
+        return (RecipeError,)
+    from specformer_keras.data import (
+        CorruptArchiveError,
+        CorruptImageError,
+        DatasetUnavailableError,
+    )
+    from specformer_keras.utils.io import CorruptFileError
+
+    return (
+        RecipeError,
+        CorruptArchiveError,
+        CorruptImageError,
+        CorruptFileError,
+        DatasetUnavailableError,
+    )
 
 
 def _parse_flags(argv):

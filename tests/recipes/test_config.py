@@ -258,6 +258,15 @@ def test_check_backend_supports(monkeypatch):
         )
 
 
+def test_make_deterministic_on_jax_asks_xla_for_deterministic_gpu_ops(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    backends.make_deterministic("jax")
+    backends.make_deterministic("jax")  # once only
+    assert os.environ["XLA_FLAGS"] == (
+        "--xla_force_host_platform_device_count=2 --xla_gpu_deterministic_ops=true"
+    )
+
+
 @pytest.mark.parametrize(
     "setting, backend, replicas, expected",
     [

@@ -6,6 +6,7 @@ Each run uses the `smoke` config on a tiny synthetic image folder built here
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,3 +269,20 @@ def test_same_seed_same_run(image_folder, tmp_path):
             accuracies.append(json.load(f)["robustness"]["accuracy"])
     assert logs[0] == logs[1]
     assert accuracies[0] == accuracies[1]
+
+
+def test_corrupt_image_is_named_and_the_fixed_folder_then_runs(image_folder, tmp_path):
+    """One line naming the file; the failed start does not block the next command."""
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    bad = data / "train" / "class_0" / "0.png"
+    good = bad.read_bytes()
+    bad.write_bytes(b"not an image")
+    out = str(tmp_path / "run")
+    args = _smoke_args(str(data), out, ("--eval_attacks=clean", "--curve_eps=0"))
+    failed = _run("cifar10_adv.py", args)
+    assert failed.returncode == 2
+    assert str(bad) in _error_line(failed, "cifar10_adv.py")
+    bad.write_bytes(good)
+    fixed = _run("cifar10_adv.py", [*args, "--seed=1"])  # other settings: allowed
+    assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
