@@ -78,6 +78,17 @@ def normalize_penalty(penalty):
     return values
 
 
+def _accepted_arguments(cls):
+    """Constructor arguments of every layer class in ``cls``'s MRO (subclasses too)."""
+    if cls not in _ACCEPTED:
+        layers = [c for c in cls.__mro__ if issubclass(c, keras.layers.Layer)]
+        _ACCEPTED[cls] = layer_arguments(*layers)
+    return _ACCEPTED[cls]
+
+
+_ACCEPTED = {}
+
+
 @keras.saving.register_keras_serializable(package="specformer_keras")
 class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
     """Multi-head attention with Maximum Singular Value Penalization (MSVP).
@@ -144,9 +155,7 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
 
     def __init__(self, num_heads, key_dim, penalty=0.0, power_iterations=1, **kwargs):
         reject_unknown_kwargs(
-            type(self).__name__,
-            kwargs,
-            allowed=layer_arguments(keras.layers.MultiHeadAttention),
+            type(self).__name__, kwargs, allowed=_accepted_arguments(type(self))
         )
         self._penalty_config = penalty
         lambdas = normalize_penalty(penalty)
