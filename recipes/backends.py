@@ -90,10 +90,11 @@ def make_deterministic(backend):
 
         tf.config.experimental.enable_op_determinism()
     elif backend == "torch":
+        # cuBLAS reads it when CUDA starts: deterministic GEMM workspaces.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         import torch
 
         torch.use_deterministic_algorithms(True, warn_only=True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     elif "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()

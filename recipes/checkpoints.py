@@ -110,7 +110,7 @@ def trim_csv_log(csv_path, backup_dir):
 
     A kill between `CSVLogger` writing an epoch's row and the backup of that
     epoch leaves a row the rerun repeats; with no backup at all, every row is
-    repeated. A half-written last row is dropped too.
+    repeated. A last row cut short by a kill (no line end) is dropped too.
     """
     if not os.path.exists(csv_path):
         return
@@ -120,9 +120,12 @@ def trim_csv_log(csv_path, backup_dir):
         with open(metadata) as f:
             first_epoch_to_run = int(json.load(f)["epoch"])
     with open(csv_path) as f:
-        lines = f.read().splitlines()
+        text = f.read()
+    lines = text.splitlines()
     if not lines:
         return
+    if not text.endswith("\n") and len(lines) > 1:
+        lines.pop()  # a row cut short by a kill
     width = lines[0].count(",")
     kept = lines[:1] + [
         line

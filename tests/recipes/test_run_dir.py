@@ -154,25 +154,22 @@ def test_lock_of_another_process_and_a_stale_lock(tmp_path):
 # -- checkpoints
 
 
-def test_trim_csv_log_drops_epochs_to_rerun(tmp_path):
+@pytest.mark.parametrize(
+    "backed_up, text, expected",
+    [
+        (2, "epoch,loss\n0,2.0\n1,1.5\n2,1.2\n", "epoch,loss\n0,2.0\n1,1.5\n"),
+        (3, "epoch,loss\n0,2.0\n1,1.5\n2,1.", "epoch,loss\n0,2.0\n1,1.5\n"),
+        (3, "epoch,loss\n0,2.0\n1\n", "epoch,loss\n0,2.0\n"),
+        (None, "epoch,loss\n0,2.0\n", "epoch,loss\n"),
+    ],
+)
+def test_trim_csv_log_drops_rows_the_rerun_repeats(tmp_path, backed_up, text, expected):
     csv_path = tmp_path / "log.csv"
-    csv_path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
-    _epoch_backup(tmp_path, epoch=2)
+    csv_path.write_text(text)
+    if backed_up is not None:
+        _epoch_backup(tmp_path, epoch=backed_up)
     checkpoints.trim_csv_log(str(csv_path), str(tmp_path / "backup"))
-    assert csv_path.read_text() == "epoch,loss\n0,2.0\n1,1.5\n"
-
-
-def test_trim_csv_log_without_backup_and_with_a_torn_row(tmp_path):
-    csv_path = tmp_path / "log.csv"
-    csv_path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.")
-    _epoch_backup(tmp_path, epoch=3)
-    checkpoints.trim_csv_log(str(csv_path), str(tmp_path / "backup"))
-    assert csv_path.read_text() == "epoch,loss\n0,2.0\n1,1.5\n2,1.\n"
-    csv_path.write_text("epoch,loss\n0,2.0\n1\n")
-    checkpoints.trim_csv_log(str(csv_path), str(tmp_path / "backup"))
-    assert csv_path.read_text() == "epoch,loss\n0,2.0\n"
-    checkpoints.trim_csv_log(str(csv_path), str(tmp_path / "no_backup"))
-    assert csv_path.read_text() == "epoch,loss\n"
+    assert csv_path.read_text() == expected
 
 
 def test_save_model_is_atomic_and_loads_back(tmp_path):
