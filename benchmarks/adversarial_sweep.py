@@ -41,7 +41,6 @@ Summary (tables with 95% t-intervals over seeds, paired differences, figures):
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -224,7 +223,11 @@ def stage_train(config, state, data, directory, max_epochs=None):
         print(f"  resumed after epoch {done}", flush=True)
     x, y = data["train"]
     held = _float32(data["heldout"])
-    stop = config["epochs"] if max_epochs is None else min(done + max_epochs, config["epochs"])
+    stop = (
+        config["epochs"]
+        if max_epochs is None
+        else min(done + max_epochs, config["epochs"])
+    )
     for epoch in range(done, stop):
         rng = np.random.default_rng([config["seed"], epoch])
         order = rng.permutation(len(x))
@@ -346,7 +349,9 @@ def run_unit(args, penalty, seed, data_cache):
         if "data" not in data_cache:
             data_cache["data"] = build_data(config, args.archive)
         data = data_cache["data"]
-        print(f"=== PGD-AT lambda={penalty:g} seed={seed} ({directory}) ===", flush=True)
+        print(
+            f"=== PGD-AT lambda={penalty:g} seed={seed} ({directory}) ===", flush=True
+        )
 
         def save():
             import keras
@@ -378,15 +383,19 @@ def run_unit(args, penalty, seed, data_cache):
             print(f"  eval: {state['eval']['accuracy']}", flush=True)
         if "autoattack" in args.stages:
             chunks = state.setdefault("autoattack_chunks", [])
-            for chunk in range(len(chunks), config["autoattack_size"] // config["autoattack_chunk"]):
+            for chunk in range(
+                len(chunks), config["autoattack_size"] // config["autoattack_chunk"]
+            ):
                 chunks.append(stage_autoattack_chunk(config, data, model, chunk))
                 save()
-                print(f"  autoattack chunk {chunk}: {chunks[-1]['accuracy']}", flush=True)
-        if all(
-            s in state for s in ("lipschitz", "eval")
-        ) and len(state.get("autoattack_chunks", [])) * config["autoattack_chunk"] == config[
-            "autoattack_size"
-        ]:
+                print(
+                    f"  autoattack chunk {chunk}: {chunks[-1]['accuracy']}", flush=True
+                )
+        if (
+            all(s in state for s in ("lipschitz", "eval"))
+            and len(state.get("autoattack_chunks", [])) * config["autoattack_chunk"]
+            == config["autoattack_size"]
+        ):
             state["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             atomic_write_json(result_path, state)
             print(f"  finished: {result_path}", flush=True)
@@ -408,9 +417,11 @@ def unit_metrics(state):
         metrics[f"PGD-20 (n={n})"] = acc["pgd20"]
         metrics[f"CW-20 (n={n})"] = acc["cw20"]
     chunks = state.get("autoattack_chunks") or []
-    if chunks and len(chunks) * state["config"]["autoattack_chunk"] == state["config"][
-        "autoattack_size"
-    ]:
+    if (
+        chunks
+        and len(chunks) * state["config"]["autoattack_chunk"]
+        == state["config"]["autoattack_size"]
+    ):
         n = sum(c["n"] for c in chunks)
         metrics[f"AutoAttack (n={n})"] = (
             sum(c["accuracy"]["autoattack"] * c["n"] for c in chunks) / n
@@ -450,7 +461,9 @@ def summarize(out, assets=None):
         return None
     by_lambda = {}
     for state in states:
-        by_lambda.setdefault(state["config"]["penalty"], {})[state["config"]["seed"]] = state
+        by_lambda.setdefault(state["config"]["penalty"], {})[
+            state["config"]["seed"]
+        ] = state
     metrics = {
         lam: {seed: unit_metrics(s) for seed, s in units.items()}
         for lam, units in by_lambda.items()
@@ -459,7 +472,9 @@ def summarize(out, assets=None):
     for per_seed in metrics.values():
         for m in per_seed.values():
             columns += [c for c in m if c not in columns]
-    percent = lambda c: not (c.startswith("L ") or c.startswith("bound") or "sigma" in c)  # noqa: E731
+    percent = lambda c: (
+        not (c.startswith("L ") or c.startswith("bound") or "sigma" in c)
+    )  # noqa: E731
     config = states[0]["config"]
     lines = [
         f"PGD-AT sweep in `{out}`: {len(states)} units; preset {config['preset']}, "
@@ -480,7 +495,9 @@ def summarize(out, assets=None):
                 cells.append("–")
                 continue
             scale = 100.0 if percent(col) else 1.0
-            cells.append(sweep_common.format_interval(values, scale, 1 if percent(col) else 3))
+            cells.append(
+                sweep_common.format_interval(values, scale, 1 if percent(col) else 3)
+            )
         epochs = ",".join(
             str(s.get("epochs_done", 0)) for _, s in sorted(by_lambda[lam].items())
         )
@@ -524,7 +541,11 @@ def summarize(out, assets=None):
 
         path = os.path.join(out, "lipschitz_per_layer.png")
         plot_lipschitz_per_layer(
-            {f"λ={lam:g}": reports for lam, reports in sorted(lipschitz.items()) if reports},
+            {
+                f"λ={lam:g}": reports
+                for lam, reports in sorted(lipschitz.items())
+                if reports
+            },
             path=path,
             title="Local Lipschitz per attention layer after PGD-AT (median over images)",
         )
@@ -534,7 +555,9 @@ def summarize(out, assets=None):
 
         prefix = os.path.basename(os.path.normpath(out))
         for path in figures:
-            shutil.copy(path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}"))
+            shutil.copy(
+                path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}")
+            )
     return metrics
 
 

@@ -71,7 +71,9 @@ def parse_args(argv=None):
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--mode", choices=("standard", "adversarial"), default="standard")
+    parser.add_argument(
+        "--mode", choices=("standard", "adversarial"), default="standard"
+    )
     parser.add_argument("--lambdas", default="0,1e-4,1e-3,1e-2")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--archive", default=sweep_common.DEFAULT_ARCHIVE)
@@ -80,7 +82,9 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run")
     for key, value in PAPER.items():
         kind = {float: float, int: int, str: str}.get(type(value), int)
-        parser.add_argument(f"--{key}", type=kind, default=None, help=f"default {value}")
+        parser.add_argument(
+            f"--{key}", type=kind, default=None, help=f"default {value}"
+        )
     args = parser.parse_args(argv)
     settings = dict(TINY if args.tiny else PAPER)
     for key in PAPER:
@@ -109,7 +113,9 @@ def load_data(args, settings):
     if settings["train_size"]:
         idx = sweep_common.interleaved_balanced(y_train, settings["train_size"], 0)
         x_train, y_train = x_train[idx], y_train[idx]
-    idx = sweep_common.interleaved_balanced(y_test, settings["test_size"] or len(y_test), 2)
+    idx = sweep_common.interleaved_balanced(
+        y_test, settings["test_size"] or len(y_test), 2
+    )
     return (x_train, y_train), (x_test[idx].astype("float32") / 255.0, y_test[idx])
 
 
@@ -123,7 +129,9 @@ def build(settings, penalty, seed, mode):
     if settings["depth"]:
         overrides["depth"] = settings["depth"]
     model = SpectralViT.from_preset(settings["preset"], **overrides)
-    steps = settings["epochs"] * -(-settings["train_size_actual"] // settings["batch_size"])
+    steps = settings["epochs"] * -(
+        -settings["train_size_actual"] // settings["batch_size"]
+    )
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps, warmup_target=settings["learning_rate"],
         warmup_steps=max(steps // 10, 1),
@@ -136,7 +144,9 @@ def build(settings, penalty, seed, mode):
             steps=settings["attack_steps"], seed=seed,
         )  # fmt: skip
     fit_model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]),
+        optimizer=keras.optimizers.AdamW(
+            schedule, weight_decay=settings["weight_decay"]
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -145,9 +155,9 @@ def build(settings, penalty, seed, mode):
 
 def run_one(args, settings, penalty, seed, train, test):
     import numpy as np
-
     import reproduce
     import sweep_common
+
     from specformer_keras.diagnostics import lipschitz_report
     from specformer_keras.evaluation import evaluate_robustness
 
@@ -237,6 +247,7 @@ def main(argv=None):
             f"Received: KERAS_BACKEND={keras.config.backend()!r}"
         )
     import reproduce
+
     from specformer_keras.utils.io import atomic_write_json
 
     out_dir = os.path.join(args.out, args.mode)

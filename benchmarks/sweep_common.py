@@ -48,9 +48,13 @@ def load_cifar_arrays(archive=DEFAULT_ARCHIVE, cache_dir=None):
         and int32 labels (class ids in alphabetical order of the folders).
     """
     if not os.path.exists(archive):
-        raise FileNotFoundError(f"CIFAR archive not found. Received: archive={archive!r}")
+        raise FileNotFoundError(
+            f"CIFAR archive not found. Received: archive={archive!r}"
+        )
     stat = os.stat(archive)
-    key = hashlib.sha1(f"{os.path.abspath(archive)}|{stat.st_size}".encode()).hexdigest()
+    key = hashlib.sha1(
+        f"{os.path.abspath(archive)}|{stat.st_size}".encode()
+    ).hexdigest()
     cache = os.path.join(cache_dir or default_cache_dir(), f"arrays_{key[:16]}.npz")
     if os.path.exists(cache):
         with np.load(cache) as data:

@@ -45,4 +45,6 @@ def gram_fn(fn):
         _, jtjv = vjp(fn, x, jv)
         return jv, jtjv
 
+    # No Python control flow to convert (and autograph cannot read lambdas' source).
+    step = tf.autograph.experimental.do_not_convert(step)
     return tf.function(step, jit_compile=True, reduce_retracing=True)

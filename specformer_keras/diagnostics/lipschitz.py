@@ -268,7 +268,9 @@ def attention_bound(layer, inputs):
     out_kernel = np.asarray(
         ops.convert_to_numpy(layer._output_dense.kernel), dtype=np.float64
     )
-    sigma_out = np.linalg.svd(out_kernel.reshape(-1, out_kernel.shape[-1]), compute_uv=False)[0]
+    sigma_out = np.linalg.svd(
+        out_kernel.reshape(-1, out_kernel.shape[-1]), compute_uv=False
+    )[0]
     d = layer._key_dim
     r = radius[:, None]  # (batch, 1) against heads on the last axis
     s_q, s_k, s_v = sigma["query"], sigma["key"], sigma["value"]
@@ -335,7 +337,9 @@ def lipschitz_report(model, x, iterations=20, seed=0, batch_size=64, layers=None
         return model(inputs, training=False)
 
     model_step = jac.gram_fn(model_fn)
-    layer_steps = {layer.path: jac.gram_fn(_self_attention_fn(layer)) for layer in layers}
+    layer_steps = {
+        layer.path: jac.gram_fn(_self_attention_fn(layer)) for layer in layers
+    }
     model_values = []
     per_layer = {layer.path: {"estimate": [], "bound": []} for layer in layers}
     tokens = {}
@@ -343,7 +347,9 @@ def lipschitz_report(model, x, iterations=20, seed=0, batch_size=64, layers=None
         batch = x[start : start + batch_size]
         batch_seed = seed + start
         model_values.append(
-            _power_iteration(model_step, jac, model_fn, batch, iterations, batch_seed, False)
+            _power_iteration(
+                model_step, jac, model_fn, batch, iterations, batch_seed, False
+            )
         )
         captured = capture_layer_inputs(model, batch, layers)
         for layer in layers:
@@ -358,7 +364,13 @@ def lipschitz_report(model, x, iterations=20, seed=0, batch_size=64, layers=None
             fn = _self_attention_fn(layer)
             per_layer[layer.path]["estimate"].append(
                 _power_iteration(
-                    layer_steps[layer.path], jac, fn, inputs, iterations, batch_seed, False
+                    layer_steps[layer.path],
+                    jac,
+                    fn,
+                    inputs,
+                    iterations,
+                    batch_seed,
+                    False,
                 )
             )
             per_layer[layer.path]["bound"].append(attention_bound(layer, inputs))

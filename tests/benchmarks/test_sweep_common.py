@@ -41,7 +41,9 @@ def test_t_interval_matches_student_t():
     assert sweep_common.t_interval([0.5]) == (0.5, None)
     scipy_stats = pytest.importorskip("scipy.stats")
     for df in range(1, 11):
-        assert sweep_common._T975[df] == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=6e-4)
+        assert sweep_common._T975[df] == pytest.approx(
+            scipy_stats.t.ppf(0.975, df), abs=6e-4
+        )
 
 
 def test_interleaved_balanced_prefixes_and_exclusion():
@@ -53,7 +55,9 @@ def test_interleaved_balanced_prefixes_and_exclusion():
     held = sweep_common.interleaved_balanced(labels, 100, seed=4, exclude=idx)
     assert not set(held.tolist()) & set(idx.tolist())
     assert np.bincount(labels[held], minlength=10).tolist() == [10] * 10
-    np.testing.assert_array_equal(idx, sweep_common.interleaved_balanced(labels, 200, seed=3))
+    np.testing.assert_array_equal(
+        idx, sweep_common.interleaved_balanced(labels, 200, seed=3)
+    )
 
 
 def test_augment_is_a_padded_crop_or_its_mirror():
@@ -67,7 +71,10 @@ def test_augment_is_a_padded_crop_or_its_mirror():
             w
             for dy in range(5)
             for dx in range(5)
-            for w in (padded[i, dy : dy + 5, dx : dx + 5], padded[i, dy : dy + 5, dx : dx + 5][:, ::-1])
+            for w in (
+                padded[i, dy : dy + 5, dx : dx + 5],
+                padded[i, dy : dy + 5, dx : dx + 5][:, ::-1],
+            )
         ]
         assert any(np.array_equal(out[i], w) for w in windows)
 
@@ -81,18 +88,24 @@ def test_load_cifar_arrays_from_an_archive(tmp_path):
             for c, name in enumerate(("cat", "ant")):
                 for k in range(2):
                     buffer = io.BytesIO()
-                    Image.new("RGB", (4, 4), (40 * c, 10 * k, 0)).save(buffer, format="PNG")
+                    Image.new("RGB", (4, 4), (40 * c, 10 * k, 0)).save(
+                        buffer, format="PNG"
+                    )
                     info = tarfile.TarInfo(f"{split}/{name}/{k}.png")
                     info.size = buffer.tell()
                     buffer.seek(0)
                     tar.addfile(info, buffer)
-    first = sweep_common.load_cifar_arrays(str(archive), cache_dir=str(tmp_path / "cache"))
+    first = sweep_common.load_cifar_arrays(
+        str(archive), cache_dir=str(tmp_path / "cache")
+    )
     x_train, y_train, x_test, y_test, names = first
     assert names == ["ant", "cat"]
     assert x_train.shape == (4, 4, 4, 3) and y_train.tolist() == [0, 0, 1, 1]
     # "ant" (written second, red 40) is class 0 after sorting; "cat" (red 0) class 1.
     assert x_train[0, 0, 0, 0] == 40 and x_train[2, 0, 0, 0] == 0
-    again = sweep_common.load_cifar_arrays(str(archive), cache_dir=str(tmp_path / "cache"))
+    again = sweep_common.load_cifar_arrays(
+        str(archive), cache_dir=str(tmp_path / "cache")
+    )
     np.testing.assert_array_equal(again[2], x_test)
     with pytest.raises(FileNotFoundError, match="Received: archive="):
         sweep_common.load_cifar_arrays(str(tmp_path / "missing.tar.gz"))
@@ -110,7 +123,12 @@ def _write_unit(out, penalty, seed, clean, pgd):
         "config": config,
         "epochs_done": 2,
         "epochs": [
-            {"epoch": e, "heldout_clean": clean, "heldout_robust": pgd, "mean_sigma_max": 1.0}
+            {
+                "epoch": e,
+                "heldout_clean": clean,
+                "heldout_robust": pgd,
+                "mean_sigma_max": 1.0,
+            }
             for e in (1, 2)
         ],
         "eval": {"n": 1000, "accuracy": {"clean": clean, "pgd20": pgd, "cw20": pgd}},

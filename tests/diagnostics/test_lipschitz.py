@@ -24,7 +24,9 @@ def _matrix_with_gap(rows, cols, singular_values, seed=0):
     u, _ = np.linalg.qr(rng.normal(size=(rows, rows)))
     v, _ = np.linalg.qr(rng.normal(size=(cols, cols)))
     s = np.zeros((rows, cols))
-    s[np.arange(len(singular_values)), np.arange(len(singular_values))] = singular_values
+    s[np.arange(len(singular_values)), np.arange(len(singular_values))] = (
+        singular_values
+    )
     return (u @ s @ v.T).astype("float32")
 
 
@@ -40,7 +42,9 @@ def _full_jacobians(fn, x):
     for k in range(size):
         e = np.zeros((n, size), "float32")
         e[:, k] = 1.0
-        _, jv = jac.jvp(fn, ops.convert_to_tensor(x), ops.convert_to_tensor(e.reshape(x.shape)))
+        _, jv = jac.jvp(
+            fn, ops.convert_to_tensor(x), ops.convert_to_tensor(e.reshape(x.shape))
+        )
         columns.append(np.asarray(ops.convert_to_numpy(jv), np.float64).reshape(n, -1))
     return np.stack(columns, axis=-1)
 
@@ -75,24 +79,34 @@ def test_vjp_is_the_transpose_of_jvp():
     u = rng.normal(size=(2, 4)).astype("float32")
     y1, jv = jac.jvp(fn, ops.convert_to_tensor(x), ops.convert_to_tensor(v))
     y2, jtu = jac.vjp(fn, ops.convert_to_tensor(x), ops.convert_to_tensor(u))
-    np.testing.assert_allclose(ops.convert_to_numpy(y1), ops.convert_to_numpy(y2), rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(y1), ops.convert_to_numpy(y2), rtol=1e-6
+    )
     lhs = np.sum(u * ops.convert_to_numpy(jv))
     rhs = np.sum(ops.convert_to_numpy(jtu) * v)
     np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
     # Analytic: J = diag(1 - tanh^2(x w)) w^T, per example.
     d = 1.0 - np.tanh(x @ w) ** 2
-    np.testing.assert_allclose(ops.convert_to_numpy(jv), d * (v @ w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(jv), d * (v @ w), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_nonlinear_model_agrees_with_finite_differences():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)]
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="tanh"),
+            keras.layers.Dense(3),
+        ]
     )
     x = np.random.default_rng(4).normal(size=(4, 6)).astype("float32")
     sigma, v = local_lipschitz(model, x, iterations=100, return_direction=True)
     h = 1e-2
-    fd = np.linalg.norm(_numpy(model, x + h * v) - _numpy(model, x - h * v), axis=1) / (2 * h)
+    fd = np.linalg.norm(_numpy(model, x + h * v) - _numpy(model, x - h * v), axis=1) / (
+        2 * h
+    )
     np.testing.assert_allclose(sigma, fd, rtol=2e-3)
     # And it is the largest singular value of the Jacobian built column by column.
     reference = np.linalg.svd(_full_jacobians(model, x), compute_uv=False)[:, 0]
@@ -101,7 +115,9 @@ def test_nonlinear_model_agrees_with_finite_differences():
     dirs = np.random.default_rng(5).normal(size=(20,) + x.shape).astype("float32")
     for d in dirs:
         d /= np.linalg.norm(d, axis=1, keepdims=True)
-        ratio = np.linalg.norm(_numpy(model, x + h * d) - _numpy(model, x - h * d), axis=1)
+        ratio = np.linalg.norm(
+            _numpy(model, x + h * d) - _numpy(model, x - h * d), axis=1
+        )
         assert np.all(ratio / (2 * h) <= sigma * (1 + 2e-3))
 
 
@@ -141,7 +157,9 @@ def test_attention_bound_without_biases_is_the_theory_formula():
     mha(x, x)
     s = {
         name: np.linalg.svd(
-            np.asarray(ops.convert_to_numpy(getattr(mha, f"_{name}_dense").kernel))[:, 0, :],
+            np.asarray(ops.convert_to_numpy(getattr(mha, f"_{name}_dense").kernel))[
+                :, 0, :
+            ],
             compute_uv=False,
         )[0]
         for name in ("query", "key", "value")
@@ -163,13 +181,17 @@ def test_report_on_spectral_vit():
     x = np.random.default_rng(8).uniform(size=(5, 8, 8, 3)).astype("float32")
     report = lipschitz_report(model, x, iterations=30, batch_size=2)
     assert report["n"] == 5 and report["backend"] == keras.config.backend()
-    assert sorted(report["attention"]) == [layer.path for layer in attention_layers(model)]
+    assert sorted(report["attention"]) == [
+        layer.path for layer in attention_layers(model)
+    ]
     assert len(report["model"]["per_example"]) == 5
     # The whole model's estimate agrees with finite differences along its own direction.
     sigma, v = local_lipschitz(model, x[:2], iterations=30, return_direction=True)
     np.testing.assert_allclose(sigma, report["model"]["per_example"][:2], rtol=1e-3)
     h = 1e-3
-    fd = np.linalg.norm(_numpy(model, x[:2] + h * v) - _numpy(model, x[:2] - h * v), axis=1)
+    fd = np.linalg.norm(
+        _numpy(model, x[:2] + h * v) - _numpy(model, x[:2] - h * v), axis=1
+    )
     np.testing.assert_allclose(sigma, fd / (2 * h), rtol=1e-2)
     for entry in report["attention"].values():
         assert entry["estimate"]["max"] <= entry["bound"]["max"]
@@ -205,7 +227,9 @@ def test_plot_lipschitz_per_layer(tmp_path):
     x = np.random.default_rng(9).uniform(size=(2, 8, 8, 3)).astype("float32")
     report = lipschitz_report(model, x, iterations=3)
     path = tmp_path / "lipschitz.png"
-    fig = plot_lipschitz_per_layer({"vanilla": report, "msvp": [report, report]}, path=path)
+    fig = plot_lipschitz_per_layer(
+        {"vanilla": report, "msvp": [report, report]}, path=path
+    )
     assert path.stat().st_size > 0 and len(fig.axes) == 2
     with pytest.raises(ValueError, match="non-empty dict"):
         plot_lipschitz_per_layer([])
