@@ -56,12 +56,12 @@ import time
 import keras
 import numpy as np
 
+from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.inputs import prepare_inputs, to_numpy
 from specformer_keras.attacks.losses import cross_entropy_loss
 from specformer_keras.attacks.norms import check_eps, check_norm, within_budget
-from specformer_keras.attacks.runner import predict_labels, predict_logits
-from specformer_keras.attacks.fgsm import fgsm
 from specformer_keras.attacks.pgd import pgd
+from specformer_keras.attacks.runner import predict_labels, predict_logits
 from specformer_keras.backend import backend_module
 from specformer_keras.utils.validation import check_int, check_seed
 

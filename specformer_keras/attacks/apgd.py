@@ -30,7 +30,6 @@ from keras import ops
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.losses import LOSSES, check_loss
 from specformer_keras.attacks.norms import (
-    check_norm,
     expand_to,
     project,
     random_start,
@@ -42,6 +41,7 @@ from specformer_keras.attacks.runner import (
     predict_labels,
     predict_logits,
     run_padded,
+    target_rounds,
 )
 from specformer_keras.utils.validation import check_int, check_seed
 
@@ -136,7 +136,12 @@ def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
     def body(i, s):
         momentum = ops.where(i > 0, 0.75, 1.0)
         scale = expand_to(s["step_size"], x)
-        z = _project(s["x_adv"] + scale * steepest_direction(s["grad"], norm, 1e-12), x, eps, norm)
+        z = _project(
+            s["x_adv"] + scale * steepest_direction(s["grad"], norm, 1e-12),
+            x,
+            eps,
+            norm,
+        )
         previous_step = s["x_adv"] - s["x_old"]
         x_new = s["x_adv"] + (z - s["x_adv"]) * momentum
         x_new = _project(x_new + previous_step * (1.0 - momentum), x, eps, norm)
@@ -235,8 +240,7 @@ def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=N
     x_adv = apgd(model, x, np.array([0, 1]), eps=8 / 255, steps=5, seed=0)
     ```
     """
-    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    check_norm(norm)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps, norm)
     check_loss(loss, ALLOWED_LOSSES)
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
@@ -290,8 +294,7 @@ def apgd_targeted(
                           n_target_classes=2, seed=0)
     ```
     """
-    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    check_norm(norm)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps, norm)
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
     n_target_classes = check_int("n_target_classes", n_target_classes)
@@ -303,12 +306,9 @@ def apgd_targeted(
             "APGD-T's targeted DLR loss needs a model with at least 4 classes. "
             f"Received: model output with classes={classes}"
         )
-    ranking = np.argsort(-logits, axis=-1, kind="stable")
+    ranking, rounds = target_rounds(logits, n_target_classes, restarts)
     points = RobustPoints(x_np, logits.argmax(-1) == y_np)
-    rounds = [
-        k for k in range(1, min(n_target_classes, classes - 1) + 1) for _ in range(restarts)
-    ]
-    for k, index in points.batches(rounds=rounds):
+    for (k, _), index in points.batches(rounds=rounds):
         x_fooled, fooled, _, _ = _run_apgd_once(
             model,
             x_np[index],

@@ -21,7 +21,6 @@ from keras import ops
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.losses import target_margin
 from specformer_keras.attacks.norms import (
-    check_norm,
     expand_to,
     flat_norm,
     random_start,
@@ -30,9 +29,9 @@ from specformer_keras.attacks.norms import (
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
-    predict_labels,
     predict_logits,
     run_padded,
+    target_rounds,
 )
 from specformer_keras.utils.validation import check_int, check_number, check_seed
 
@@ -244,8 +243,7 @@ def fab_targeted(
                          n_target_classes=2)
     ```
     """
-    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    check_norm(norm)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps, norm)
     steps = check_int("steps", steps)
     n_target_classes = check_int("n_target_classes", n_target_classes)
     restarts = check_int("restarts", restarts)
@@ -256,8 +254,7 @@ def fab_targeted(
     eta = check_number("eta", eta, minimum=1.0)
     rng = np.random.default_rng(check_seed("seed", seed))
     logits = predict_logits(model, x_np)
-    classes = logits.shape[-1]
-    ranking = np.argsort(-logits, axis=-1, kind="stable")
+    ranking, rounds = target_rounds(logits, n_target_classes, restarts)
 
     def body(evaluate_fn, logits_fn, x, y, y_target, x_start):
         def margin_grad(x_adv, y, y_target):
@@ -281,11 +278,6 @@ def fab_targeted(
     key = ("fab-t", norm, int(steps), float(alpha_max), float(eta), float(beta))
     run = compile_body(model, key, body)
     points = RobustPoints(x_np, logits.argmax(-1) == y_np)
-    rounds = [
-        (k, restart)
-        for k in range(1, min(n_target_classes, classes - 1) + 1)
-        for restart in range(restarts)
-    ]
     for (k, restart), index in points.batches(rounds=rounds):
         x_sub = x_np[index]
         if restart == 0:
@@ -299,7 +291,7 @@ def fab_targeted(
             x_start,
         ]
         best, _ = run_padded(run, arrays)
-        wrong = predict_labels(model, best) != y_np[index]
+        wrong = predict_logits(model, best).argmax(-1) != y_np[index]
         # Strictly within eps (the box holds by construction).
         fooled = wrong & within_budget(best, x_sub, eps, norm, rtol=0.0, atol=0.0)
         points.record(index, fooled, best)

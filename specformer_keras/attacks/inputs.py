@@ -19,7 +19,7 @@ assert x.dtype == np.float32 and dtype == np.float64
 import numpy as np
 from keras import ops
 
-from specformer_keras.attacks.norms import check_eps
+from specformer_keras.attacks.norms import check_eps, check_norm
 from specformer_keras.attacks.runner import predict_logits
 
 
@@ -30,15 +30,17 @@ def to_numpy(value):
     return np.asarray(ops.convert_to_numpy(value))
 
 
-def prepare_inputs(model, x, y, eps):
+def prepare_inputs(model, x, y, eps, norm=None):
     """Checks the common arguments; returns float32 x, int labels and x's dtype.
+
+    ``norm`` is checked too when given (last).
 
     Raises:
         TypeError: ``model`` not callable, ``x`` not floating point, ``y``
             not integer labels.
         ValueError: ``x`` empty or outside ``[0, 1]``, ``y`` of the wrong
             shape or range, ``eps`` negative or not finite, model outputs not
-            ``(batch, classes)``.
+            ``(batch, classes)``, ``norm`` not ``"linf"`` or ``"l2"``.
     """
     if not callable(model):
         raise TypeError(
@@ -91,6 +93,8 @@ def prepare_inputs(model, x, y, eps):
             f"with {classes} classes. Received: y with min={y_np.min()} and "
             f"max={y_np.max()}"
         )
+    if norm is not None:
+        check_norm(norm)
     return x_np, y_np.astype("int64"), dtype
 
 

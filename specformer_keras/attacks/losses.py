@@ -52,14 +52,10 @@ def sorted_logits(logits):
 
 
 def cross_entropy_loss(logits, y):
-    """Per-example cross-entropy of logits.
+    """Per-example cross-entropy ``-log softmax(logits)_y``, shape ``(batch,)``.
 
-    Args:
-        logits: ``(batch, classes)`` logits.
-        y: integer labels ``(batch,)``.
-
-    Returns:
-        ``(batch,)`` losses.
+    ``logits`` are ``(batch, classes)``, ``y`` integer labels ``(batch,)`` (as
+    for every loss of the table above).
 
     Example:
 

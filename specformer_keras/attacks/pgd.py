@@ -27,7 +27,12 @@ from specformer_keras.attacks.norms import (
     uniform_start,
 )
 from specformer_keras.attacks.runner import RobustPoints, compile_body, run_padded
-from specformer_keras.utils.validation import check_bool, check_int, check_number, check_seed
+from specformer_keras.utils.validation import (
+    check_bool,
+    check_int,
+    check_number,
+    check_seed,
+)
 
 # Loss names (see `specformer_keras.attacks.losses.LOSSES`) PGD accepts.
 ALLOWED_LOSSES = ("ce", "cw")
@@ -184,7 +189,16 @@ def pgd(
         x_run = x_np[index]
         start = uniform_start(rng, x_run, eps, norm) if random_start else x_run
         x_adv, loss_value, success = run_pgd_once(
-            model, x_run, y_np[index], start, eps, step_size, steps, norm, loss, targeted
+            model,
+            x_run,
+            y_np[index],
+            start,
+            eps,
+            step_size,
+            steps,
+            norm,
+            loss,
+            targeted,
         )
         points.record(index, success, x_adv, loss=loss_value, x_best=x_adv)
     return restore_type(points.result, x, dtype)

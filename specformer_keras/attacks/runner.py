@@ -132,6 +132,34 @@ def predict_labels(model, x):
     return predict_logits(model, np.asarray(x, "float32")).argmax(axis=-1)
 
 
+def target_rounds(logits, n_target_classes, restarts=1):
+    """Targets of the targeted attacks (APGD-T, FAB-T) and their rounds.
+
+    Args:
+        logits: clean logits ``(batch, classes)`` (numpy).
+        n_target_classes: number of targets, capped at ``classes - 1``.
+        restarts: runs per target.
+
+    Returns:
+        ``(ranking, rounds)``: the classes of each point from most to least
+        likely (``ranking[:, k]`` is the k-th target), and the list of
+        ``(k, restart)`` for ``k = 1 .. n_target_classes``.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.runner import target_rounds
+
+    ranking, rounds = target_rounds(np.array([[0.1, 0.7, 0.2]]), 9)
+    # ranking == [[1, 2, 0]], rounds == [(1, 0), (2, 0)]
+    ```
+    """
+    ranking = np.argsort(-logits, axis=-1, kind="stable")
+    targets = range(1, min(n_target_classes, logits.shape[-1] - 1) + 1)
+    return ranking, [(k, restart) for k in targets for restart in range(restarts)]
+
+
 class RobustPoints:
     """The points an attack has still to break, and the result so far.
 

@@ -25,7 +25,7 @@ from keras import ops
 
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.losses import cw_margin_loss
-from specformer_keras.attacks.norms import check_norm, expand_to
+from specformer_keras.attacks.norms import expand_to
 from specformer_keras.attacks.runner import (
     RobustPoints,
     bucket_size,
@@ -222,14 +222,13 @@ def square(
     import keras, numpy as np
     from specformer_keras.attacks import square
 
-    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(3)])
-    x = np.random.default_rng(0).uniform(size=(2, 4, 4, 1)).astype("float32")
-    x_adv = square(model, x, np.array([0, 1]), eps=8 / 255, n_queries=20, seed=0)
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D()])
+    x = np.full((3, 6, 6, 3), 0.5, "float32")
+    x_adv = square(model, x, np.array([0, 1, 2]), eps=8 / 255, n_queries=20, seed=0)
     ```
     """
-    x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    check_norm(norm)
+    x_np, y_np, dtype = prepare_inputs(model, x, y, eps, norm)
     if norm != "linf":
         raise NotImplementedError(
             "Square Attack is implemented for norm='linf' only; the L2 version "
@@ -242,7 +241,9 @@ def square(
         )
     n_queries = check_int("n_queries", n_queries)
     restarts = check_int("restarts", restarts)
-    p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, include_minimum=False)
+    p_init = check_number(
+        "p_init", p_init, minimum=0.0, maximum=1.0, include_minimum=False
+    )
     seed = check_seed("seed", seed)
     rng = np.random.default_rng(seed)
 

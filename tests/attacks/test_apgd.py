@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
 
-from specformer_keras.attacks.losses import dlr_loss, targeted_dlr_loss
 from specformer_keras.attacks.apgd import apgd, apgd_targeted, checkpoint_schedule
+from specformer_keras.attacks.losses import dlr_loss, targeted_dlr_loss
 
 
 def _reference_checkpoints(steps):
