@@ -295,6 +295,17 @@ def test_scalar_logger_writes_keras_tensorboard_layout(tmp_path):
     assert "epoch_val_loss" not in train
 
 
+def test_log_dir_without_any_event_writer_says_what_to_install(monkeypatch):
+    from specformer_keras import callbacks
+
+    monkeypatch.setattr(callbacks, "_writer_backend", lambda: None)
+    with pytest.raises(ImportError, match="pip install tensorboardX"):
+        SpectralNormMonitor(log_dir="tb")
+    with pytest.raises(ImportError, match="pip install tensorboardX"):
+        ScalarLogger("tb")
+    SpectralNormMonitor()  # without log_dir nothing is needed
+
+
 def test_event_writer_round_trip(tmp_path):
     writer = EventWriter(str(tmp_path))
     for step, value in enumerate([1.5, np.nan, -2.0]):

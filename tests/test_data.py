@@ -362,6 +362,10 @@ def test_folder_without_splits_needs_split_none(tmp_path):
         ({"image_size": 2.5}, "Received: image_size=2.5"),
         ({"split": "nope"}, "Received: split='nope'"),
         ({"cache_in_memory": "yes"}, "Received: cache_in_memory='yes'"),
+        ({"pipeline": "grain"}, "Received: pipeline='grain'"),
+        ({"seed": -1}, "Received: seed=-1"),
+        ({"augment": "yes"}, "Received: augment='yes'"),
+        ({"one_hot": 1}, "Received: one_hot=1"),
     ],
 )
 def test_bad_arguments_name_the_argument(tmp_path, kwargs, match):
@@ -370,6 +374,22 @@ def test_bad_arguments_name_the_argument(tmp_path, kwargs, match):
     arguments.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         load_dataset(**arguments)
+
+
+def test_tf_pipeline_without_tensorflow_is_one_line(monkeypatch, tmp_path):
+    from specformer_keras.data import load as load_module
+
+    real = load_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        load_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else real(name, *a),
+    )
+    root = _write_folder(str(tmp_path / "ds"), per_class=1)
+    with pytest.raises(ValueError, match="pipeline='numpy'") as info:
+        load_dataset(root, split="test", pipeline="tf", cache_dir=str(tmp_path))
+    assert 'pip install "specformer-keras[tensorflow]"' in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_tfds_without_tensorflow_datasets_is_one_line(monkeypatch, tmp_path):
