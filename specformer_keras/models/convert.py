@@ -9,35 +9,230 @@ from specformer_keras.layers.spectral_attention import (
     normalize_penalty,
 )
 from specformer_keras.models.spectral_vit import spectral_attention_layers
+from specformer_keras.utils.validation import check_int
 
 _MHA = keras.layers.MultiHeadAttention
+_PACKAGE = "specformer_keras"
+_MODEL_LOADER = f"{_PACKAGE}>MSVPConvertedModel"
+_ATTENTION_LOADER = f"{_PACKAGE}>MSVPAttentionSubclass"
 
 
-def _spectral_config(layer_config, penalty, power_iterations):
-    config = dict(layer_config)
-    config["config"] = dict(config["config"])
-    config["config"].update({"penalty": penalty, "power_iterations": power_iterations})
-    config["module"] = SpectralMultiHeadAttention.__module__
-    config["class_name"] = SpectralMultiHeadAttention.__name__
-    config["registered_name"] = keras.saving.get_registered_name(
-        SpectralMultiHeadAttention
-    )
+# === Classes created on the fly, and how they serialize ===
+#
+# Two cases need a class that does not exist in any module:
+# * a subclass of MultiHeadAttention (a user's or a library's) becomes
+#   `class X(SpectralMultiHeadAttention, Subclass)`, keeping its behaviour;
+# * a model whose custom layers create their `keras.layers.MultiHeadAttention`
+#   in `build` (KerasHub's ViT) must rebuild them as MSVP layers when it is
+#   loaded from `.keras`, or loading fails ("Layer 'mha' expected 0 variables,
+#   but received 6").
+# Each such class serializes as a registered loader (`MSVPAttentionSubclass`,
+# `MSVPConvertedModel`) whose config holds the original class's serialized
+# form and the MSVP settings; the loader rebuilds the class in any process.
+
+_COMBINED = {}
+_CONVERTED = {}
+
+
+def _serialized_as(obj, cls):
+    """``serialize_keras_object(obj)`` as if ``obj`` were of class ``cls``."""
+    actual = obj.__class__
+    obj.__class__ = cls
+    try:
+        config = keras.saving.serialize_keras_object(obj)
+    finally:
+        obj.__class__ = actual
+    config.pop("build_config", None)
+    config.pop("compile_config", None)
+    return config
+
+
+def _register_as(cls, key, loader):
+    """Makes ``cls`` serialize under ``key`` while ``key`` still loads ``loader``."""
+    package, name = key.split(">")
+    keras.saving.register_keras_serializable(package=package, name=name)(cls)
+    keras.saving.get_custom_objects()[key] = loader
+
+
+def _combined_attention_class(base):
+    """``SpectralMultiHeadAttention`` mixed into the MHA subclass ``base``."""
+    if base not in _COMBINED:
+
+        def get_config(self):
+            return {
+                "attention_class": keras.saving.get_registered_name(base),
+                "config": SpectralMultiHeadAttention.get_config(self),
+            }
+
+        cls = type(
+            f"Spectral{base.__name__}",
+            (SpectralMultiHeadAttention, base),
+            {
+                "__module__": __name__,
+                "get_config": get_config,
+                "from_config": classmethod(
+                    lambda cls, config: MSVPAttentionSubclass.from_config(config)
+                ),
+            },
+        )
+        _register_as(cls, _ATTENTION_LOADER, MSVPAttentionSubclass)
+        _COMBINED[base] = cls
+    return _COMBINED[base]
+
+
+class MSVPAttentionSubclass:
+    """Loader of a `MultiHeadAttention` subclass converted by `apply_msvp`."""
+
+    @classmethod
+    def from_config(cls, config):
+        base = keras.saving.get_registered_object(config["attention_class"])
+        if base is None:
+            raise ValueError(
+                "Cannot rebuild an MSVP attention layer: its original class is not "
+                "registered (decorate it with keras.saving.register_keras_serializable "
+                "or pass it in custom_objects). "
+                f"Received: attention_class={config['attention_class']!r}"
+            )
+        combined = _combined_attention_class(base)
+        return base.from_config.__func__(combined, dict(config["config"]))
+
+    def get_config(self):  # pragma: no cover - never instantiated
+        return {}
+
+
+keras.saving.get_custom_objects()[_ATTENTION_LOADER] = MSVPAttentionSubclass
+
+
+def _converted_model_class(base):
+    """Subclass of the model class ``base`` that reloads with MSVP attention."""
+    if base not in _CONVERTED:
+
+        def get_config(self):
+            return {
+                "msvp": dict(self._msvp_settings),
+                "base": _serialized_as(self, base),
+            }
+
+        cls = type(
+            base.__name__,
+            (base,),
+            {
+                "__module__": __name__,
+                "get_config": get_config,
+                "from_config": classmethod(
+                    lambda cls, config: MSVPConvertedModel.from_config(config)
+                ),
+            },
+        )
+        _register_as(cls, _MODEL_LOADER, MSVPConvertedModel)
+        _CONVERTED[base] = cls
+    return _CONVERTED[base]
+
+
+class MSVPConvertedModel:
+    """Loader of a model converted by `apply_msvp` whose layers build attention."""
+
+    @classmethod
+    def from_config(cls, config):
+        settings = config["msvp"]
+        with _mha_constructed_as_spectral(
+            settings["penalty"], settings["power_iterations"]
+        ):
+            model = keras.saving.deserialize_keras_object(config["base"])
+        return _mark_converted(model, settings)
+
+    def get_config(self):  # pragma: no cover - never instantiated
+        return {}
+
+
+keras.saving.get_custom_objects()[_MODEL_LOADER] = MSVPConvertedModel
+
+
+def _mark_converted(model, settings):
+    base = model.__class__
+    if base in _CONVERTED.values():
+        base = base.__mro__[1]
+    model.__class__ = _converted_model_class(base)
+    object.__setattr__(model, "_msvp_settings", dict(settings))
+    return model
+
+
+# === Config rewriting ===
+
+
+def _attention_class_of(node):
+    """The MultiHeadAttention (sub)class a serialized layer config names, or None."""
+    registered = node.get("registered_name")
+    if registered == _ATTENTION_LOADER:
+        return _ATTENTION_LOADER
+    cls = keras.saving.get_registered_object(registered) if registered else None
+    if cls is None and node.get("class_name") == "MultiHeadAttention":
+        if str(node.get("module", "")).startswith("keras"):
+            cls = _MHA
+    if isinstance(cls, type) and issubclass(cls, _MHA):
+        return cls
+    return None
+
+
+def _with_settings(config, penalty, power_iterations):
+    config = dict(config)
+    config.update({"penalty": penalty, "power_iterations": power_iterations})
     return config
 
 
 def _swap_in_config(node, penalty, power_iterations):
-    """Recursively replaces serialized `MultiHeadAttention` layers in a config."""
-    if isinstance(node, dict):
-        if node.get("class_name") == "MultiHeadAttention" and str(
-            node.get("module", "")
-        ).startswith("keras"):
-            return _spectral_config(node, penalty, power_iterations)
-        return {
-            k: _swap_in_config(v, penalty, power_iterations) for k, v in node.items()
-        }
+    """Recursively turns serialized attention layers into MSVP ones."""
     if isinstance(node, list):
         return [_swap_in_config(v, penalty, power_iterations) for v in node]
-    return node
+    if not isinstance(node, dict):
+        return node
+    if node.get("registered_name") == _MODEL_LOADER:  # converted before
+        config = dict(node["config"])
+        config["msvp"] = {"penalty": penalty, "power_iterations": power_iterations}
+        config["base"] = _swap_in_config(config["base"], penalty, power_iterations)
+        return {**node, "config": config}
+    if "class_name" in node and isinstance(node.get("config"), dict):
+        if str(node.get("registered_name")).startswith(f"{_PACKAGE}>") and (
+            "penalty" in node["config"]
+        ):
+            # SpectralViT, EncoderBlock: they build their MSVP attention from
+            # their own penalty arguments.
+            config = _with_settings(node["config"], penalty, power_iterations)
+            return {
+                **node,
+                "config": _swap_in_config(config, penalty, power_iterations),
+            }
+        cls = _attention_class_of(node)
+        if cls == _ATTENTION_LOADER:  # a converted subclass, converted again
+            inner = dict(node["config"])
+            inner["config"] = _with_settings(inner["config"], penalty, power_iterations)
+            return {**node, "config": inner}
+        if cls is not None:
+            if issubclass(cls, SpectralMultiHeadAttention):
+                # Already MSVP (e.g. penalty 0): only the settings change.
+                return {
+                    **node,
+                    "config": _with_settings(node["config"], penalty, power_iterations),
+                }
+            target = (
+                SpectralMultiHeadAttention
+                if cls is _MHA
+                else _combined_attention_class(cls)
+            )
+            config = _with_settings(node["config"], penalty, power_iterations)
+            if target is not SpectralMultiHeadAttention:
+                config = {
+                    "attention_class": keras.saving.get_registered_name(cls),
+                    "config": config,
+                }
+            return {
+                **node,
+                "module": target.__module__,
+                "class_name": target.__name__,
+                "registered_name": keras.saving.get_registered_name(target),
+                "config": config,
+            }
+    return {k: _swap_in_config(v, penalty, power_iterations) for k, v in node.items()}
 
 
 @contextlib.contextmanager
@@ -55,36 +250,101 @@ def _mha_constructed_as_spectral(penalty, power_iterations):
             super().__init__(*args, **kwargs)
 
     _Spectral.__name__ = SpectralMultiHeadAttention.__name__
+    _Spectral._msvp_built_in_build = True
     keras.layers.MultiHeadAttention = _Spectral
     try:
-        yield
+        yield _Spectral
     finally:
         keras.layers.MultiHeadAttention = _MHA
 
 
+def _is_attention(layer):
+    return isinstance(layer, _MHA)
+
+
+def _convert_layer(layer, penalty, power_iterations, warmup_iterations):
+    """A bare attention layer: an MSVP copy with the same config and weights."""
+    config = _swap_in_config(
+        keras.saving.serialize_keras_object(layer), penalty, power_iterations
+    )
+    new_layer = keras.saving.deserialize_keras_object(config)  # built like layer
+    if layer.built:
+        _copy_weights(layer, new_layer)
+        if warmup_iterations:
+            new_layer.warmup_power_iteration(warmup_iterations)
+    return new_layer
+
+
+def _copy_weights(source_model, target_model):
+    """Assigns every weight of the source to the same path in the target.
+
+    Power-iteration state (u/v) of the source may be absent in the target (a
+    projection whose lambda became 0) and is then dropped; any other weight
+    must be matched.
+    """
+    state = {
+        id(w)
+        for layer in _flatten(source_model)
+        if isinstance(layer, SpectralMultiHeadAttention)
+        for pair in layer._spectral_state.values()
+        for w in pair
+    }
+    source = {w.path: w for w in source_model.weights}
+    target = {w.path: w for w in target_model.weights}
+    missing = sorted(
+        path for path, w in source.items() if path not in target and id(w) not in state
+    )
+    if missing:
+        raise ValueError(
+            "apply_msvp could not match these weights of the original model in "
+            f"the converted copy: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
+    for path, weight in source.items():
+        if path in target:
+            target[path].assign(weight.value)
+
+
+def _flatten(layer):
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
 def apply_msvp(model, penalty, power_iterations=1, warmup_iterations=20):
-    """Returns a copy of `model` whose `MultiHeadAttention` layers carry MSVP.
+    """Returns a copy of `model` whose attention layers carry MSVP.
 
     Every `keras.layers.MultiHeadAttention` (top-level, nested in the config, or
     created by a custom layer's `build` through `keras.layers.MultiHeadAttention`)
     becomes a `SpectralMultiHeadAttention` with the same configuration and the
-    same weights. The original model is left untouched. After the weights are
-    copied, `warmup_iterations` power-iteration steps initialize `u`/`v` so the
-    first penalty is already close to the exact spectral norms.
+    same weights. A registered subclass of `MultiHeadAttention` keeps its own
+    behaviour: it becomes `SpectralMultiHeadAttention` mixed into that subclass.
+    Layers that are already `SpectralMultiHeadAttention` (for example with
+    `penalty=0`) get the new `penalty` and `power_iterations`. The original
+    model is left untouched. After the weights are copied,
+    `warmup_iterations` power-iteration steps initialize `u`/`v` so the first
+    penalty is already close to the exact spectral norms.
+
+    The copy saves to and loads from `.keras` and continues training, also when
+    its attention layers are created in a custom layer's `build` (KerasHub's
+    ViT): such a model is then of a subclass of its original class (still an
+    instance of it) that rebuilds MSVP attention when loaded.
 
     Args:
         model: A Keras model that can be rebuilt from its config (functional,
-            Sequential, or a registered subclass with `get_config`).
+            Sequential, or a registered subclass with `get_config`), or a bare
+            attention layer (then the converted layer is returned).
         penalty: MSVP lambda, a float or `(lambda_q, lambda_k, lambda_v)`.
-        power_iterations: Power-iteration steps per training call.
+        power_iterations: Power-iteration steps per training call (>= 1).
         warmup_iterations: Steps run once after copying the weights (0 to skip).
 
     Returns:
-        A new `keras.Model` with the same outputs as `model` on any input.
+        A new `keras.Model` (or layer) with the same outputs as `model` on any
+        input.
 
     Raises:
-        ValueError: if the model has no `MultiHeadAttention` layer, or a weight
-            of the original cannot be matched in the copy.
+        TypeError: if `model` is not a Keras model or layer.
+        ValueError: if the model has no `MultiHeadAttention` layer, if an
+            attention layer could not be converted (a custom layer that builds
+            an attention class other than `keras.layers.MultiHeadAttention`),
+            or if a weight of the original cannot be matched in the copy.
 
     Example:
 
@@ -101,13 +361,28 @@ def apply_msvp(model, penalty, power_iterations=1, warmup_iterations=20):
     np.testing.assert_allclose(model(x), spectral(x), atol=1e-5)
     ```
     """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            "Argument `model` must be a Keras model (or a MultiHeadAttention "
+            f"layer) to convert. Received: model={model!r} of type "
+            f"{type(model).__name__}"
+        )
     normalize_penalty(penalty)
-    if not any(
-        isinstance(layer, _MHA) for layer in model._flatten_layers(include_self=False)
-    ):
+    if not isinstance(penalty, (int, float)) and penalty is not None:
+        penalty = [float(p) for p in penalty]
+    power_iterations = check_int("power_iterations", power_iterations)
+    warmup_iterations = check_int("warmup_iterations", warmup_iterations, minimum=0)
+    if _is_attention(model):
+        return _convert_layer(model, penalty, power_iterations, warmup_iterations)
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Argument `model` must be a keras.Model (or a MultiHeadAttention "
+            f"layer). Received: model={model.name!r} of type {type(model).__name__}"
+        )
+    if not any(_is_attention(layer) for layer in _flatten(model)):
         raise ValueError(
-            "apply_msvp found no keras.layers.MultiHeadAttention in the model. "
-            f"Received: model={model.name!r}"
+            "apply_msvp found no keras.layers.MultiHeadAttention (or subclass) in "
+            f"the model. Received: model={model.name!r}"
         )
     serialized = keras.saving.serialize_keras_object(model)
     serialized = _swap_in_config(serialized, penalty, power_iterations)
@@ -116,16 +391,27 @@ def apply_msvp(model, penalty, power_iterations=1, warmup_iterations=20):
         if not new_model.built and model.built:
             new_model.build(model.input_shape)
 
-    source = {w.path: w for w in model.weights}
-    target = {w.path: w for w in new_model.weights}
-    missing = sorted(set(source) - set(target))
-    if missing:
+    plain = [
+        f"{layer.path or layer.name} ({type(layer).__name__})"
+        for layer in _flatten(new_model)
+        if _is_attention(layer) and not isinstance(layer, SpectralMultiHeadAttention)
+    ]
+    if plain:
         raise ValueError(
-            "apply_msvp could not match these weights of the original model in "
-            f"the converted copy: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            "apply_msvp could not convert these attention layers (a custom layer "
+            "creates them from a class other than keras.layers.MultiHeadAttention "
+            "in its build; construct them with SpectralMultiHeadAttention "
+            f"instead): {plain}"
         )
-    for path, weight in source.items():
-        target[path].assign(weight.value)
+    built_in_build = any(
+        getattr(type(layer), "_msvp_built_in_build", False)
+        for layer in _flatten(new_model)
+    )
+    if built_in_build or isinstance(new_model, tuple(_CONVERTED.values())):
+        new_model = _mark_converted(
+            new_model, {"penalty": penalty, "power_iterations": power_iterations}
+        )
+    _copy_weights(model, new_model)
     if warmup_iterations:
         for layer in spectral_attention_layers(new_model):
             layer.warmup_power_iteration(warmup_iterations)
