@@ -409,3 +409,13 @@ def test_robustness_curve_rejects_negative_eps():
     data = (np.zeros((4, 4), "float32"), np.zeros(4, "int64"))
     with pytest.raises(ValueError, match=r"`eps_list`.*Received: eps_list"):
         robustness_curve(model, data, [0.1, -0.1])
+
+
+def test_unknown_keyword_arguments_are_type_errors():
+    # Fixed signatures: Python itself refuses a misspelled keyword, naming it.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    data = (np.zeros((4, 4), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attack'"):
+        evaluate_robustness(model, data, attack="fgsm", verbose=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attacks'"):
+        robustness_curve(model, data, [0.1], attacks=("fgsm",))
