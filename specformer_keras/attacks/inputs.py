@@ -22,6 +22,8 @@ from keras import ops
 from specformer_keras.attacks.norms import check_eps, check_norm
 from specformer_keras.attacks.runner import predict_logits
 
+__all__ = ["prepare_inputs", "restore_type", "to_numpy"]
+
 
 def to_numpy(value):
     """numpy view of a numpy array, list or backend tensor."""

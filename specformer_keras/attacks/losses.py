@@ -173,6 +173,18 @@ def target_margin(logits, y, y_target):
     return _logit_of(logits, y_target) - _logit_of(logits, y)
 
 
+__all__ = [
+    "LOSSES",
+    "check_loss",
+    "cross_entropy_loss",
+    "cw_margin_loss",
+    "dlr_loss",
+    "get_loss",
+    "target_margin",
+    "targeted",
+    "targeted_dlr_loss",
+]
+
 # The one name table of the package's attack losses.
 LOSSES = {
     "ce": cross_entropy_loss,

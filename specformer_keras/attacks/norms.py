@@ -25,6 +25,20 @@ from specformer_keras.utils.validation import check_choice, check_number
 
 NORMS = ("linf", "l2")
 
+__all__ = [
+    "NORMS",
+    "check_eps",
+    "check_norm",
+    "expand_to",
+    "flat_norm",
+    "perturbation_norm",
+    "project",
+    "random_start",
+    "steepest_direction",
+    "uniform_start",
+    "within_budget",
+]
+
 
 def check_norm(norm):
     """Raises unless ``norm`` is ``"linf"`` or ``"l2"``; returns it."""

@@ -32,6 +32,17 @@ from keras import ops
 
 from specformer_keras.backend import backend_module
 
+__all__ = [
+    "RobustPoints",
+    "bucket_size",
+    "compile_body",
+    "pad_rows",
+    "predict_labels",
+    "predict_logits",
+    "run_padded",
+    "target_rounds",
+]
+
 
 def bucket_size(n):
     """Batch size a set of ``n`` points is padded to before a compiled call.
