@@ -27,13 +27,14 @@ sequentially, one process at a time (a lock refuses a second process).
 
 Pilot (chooses the non-zero lambdas; no robust accuracy is used for the choice):
 
-    nice -n 19 python benchmarks/adversarial_sweep.py --out=runs/at_pilot \
-        --lambdas=0,1e-3,1e-2,1e-1 --seeds=0 --epochs=4 --stages=train,lipschitz
+    KERAS_BACKEND=jax nice -n 19 python benchmarks/adversarial_sweep.py \
+        --out=runs/at_pilot --lambdas=0,1e-1,1e-2,1e-3 --seeds=0 --epochs=3 \
+        --stages=train,lipschitz
 
 Sweep (resume = the same command):
 
     KERAS_BACKEND=jax nice -n 19 python benchmarks/adversarial_sweep.py \
-        --out=runs/at_sweep --lambdas=0,1e-2,1e-1 --seeds=0,1,2 --epochs=30
+        --out=runs/at_sweep --pilot=runs/at_pilot --seeds=0,1,2 --epochs=30
 
 Summary (tables with 95% t-intervals over seeds, paired differences, figures):
 
@@ -85,6 +86,10 @@ def parse_args(argv=None):
     parser.add_argument("--summarize", action="store_true", help="only summarize")
     parser.add_argument("--assets", default=None, help="also copy figures here")
     parser.add_argument(
+        "--pilot", default=None,
+        help="take the lambdas from this finished pilot (rule in PILOT_* constants)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max_epochs_per_run", type=int, default=None,
         help="stop after this many new epochs (resume later with the same command)",
     )  # fmt: skip
@@ -113,6 +118,55 @@ def parse_args(argv=None):
             f"--autoattack_chunk={args.autoattack_chunk}"
         )
     return args
+
+
+# The pilot's rule (fixed before the pilot ran; it uses no robust accuracy): keep the
+# two largest non-zero lambdas that lower the mean largest singular value by at least
+# PILOT_MIN_SIGMA_DROP relative to lambda 0 and cost at most PILOT_MAX_CLEAN_COST of
+# held-out clean accuracy after the pilot's last epoch. If fewer than two qualify, fill
+# with the largest remaining lambdas within the clean-accuracy cost, then the smallest.
+PILOT_MIN_SIGMA_DROP = 0.05
+PILOT_MAX_CLEAN_COST = 0.05
+
+
+def choose_lambdas(pilot_dir):
+    """``([0.0, lambda_a, lambda_b], rationale rows)`` from a finished pilot."""
+    states = load_states(pilot_dir)
+    unfinished = [
+        s["config"]["penalty"]
+        for s in states
+        if s.get("epochs_done", 0) < s["config"]["epochs"]
+    ]
+    by_lambda = {
+        s["config"]["penalty"]: s["epochs"][-1] for s in states if s.get("epochs")
+    }
+    if unfinished or 0.0 not in by_lambda or len(by_lambda) < 3:
+        raise SystemExit(
+            f"The pilot in {pilot_dir} is not finished (lambdas still training: "
+            f"{unfinished}; finished: {sorted(by_lambda)}). Resume the pilot first."
+        )
+    base = by_lambda[0.0]
+    rows = []
+    for lam in sorted((lam for lam in by_lambda if lam > 0), reverse=True):
+        last = by_lambda[lam]
+        drop = 1.0 - last["mean_sigma_max"] / base["mean_sigma_max"]
+        cost = base["heldout_clean"] - last["heldout_clean"]
+        ok = drop >= PILOT_MIN_SIGMA_DROP and cost <= PILOT_MAX_CLEAN_COST
+        rows.append(
+            {"lambda": lam, "sigma_drop": drop, "clean_cost": cost, "qualifies": ok}
+        )
+    chosen = [r["lambda"] for r in rows if r["qualifies"]][:2]
+    for r in rows:
+        if (
+            len(chosen) < 2
+            and r["lambda"] not in chosen
+            and r["clean_cost"] <= PILOT_MAX_CLEAN_COST
+        ):
+            chosen.append(r["lambda"])
+    for r in reversed(rows):
+        if len(chosen) < 2 and r["lambda"] not in chosen:
+            chosen.append(r["lambda"])
+    return [0.0] + sorted(chosen), rows
 
 
 def unit_config(args, penalty, seed):
@@ -472,9 +526,10 @@ def summarize(out, assets=None):
     for per_seed in metrics.values():
         for m in per_seed.values():
             columns += [c for c in m if c not in columns]
-    percent = lambda c: (
-        not (c.startswith("L ") or c.startswith("bound") or "sigma" in c)
-    )  # noqa: E731
+
+    def percent(column):
+        return not (column.startswith(("L ", "bound")) or "sigma" in column)
+
     config = states[0]["config"]
     lines = [
         f"PGD-AT sweep in `{out}`: {len(states)} units; preset {config['preset']}, "
@@ -595,6 +650,24 @@ def plot_curves(by_lambda, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.pilot and not args.summarize:
+        from specformer_keras.utils.io import atomic_write_json, read_json
+
+        args.lambdas, rows = choose_lambdas(args.pilot)
+        for row in rows:
+            print(
+                f"pilot lambda={row['lambda']:g}: sigma -{100 * row['sigma_drop']:.1f}%, "
+                f"clean cost {100 * row['clean_cost']:.1f} pts, qualifies={row['qualifies']}"
+            )
+        print(f"lambdas chosen from the pilot: {args.lambdas}", flush=True)
+        choice = os.path.join(args.out, "lambdas_from_pilot.json")
+        if os.path.exists(choice) and read_json(choice)["lambdas"] != args.lambdas:
+            raise SystemExit(
+                f"{choice} records other lambdas than the pilot gives now."
+            )
+        atomic_write_json(
+            choice, {"pilot": args.pilot, "lambdas": args.lambdas, "rows": rows}
+        )
     if not args.summarize:
         data_cache = {}
         for seed in args.seeds:

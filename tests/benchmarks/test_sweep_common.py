@@ -150,3 +150,38 @@ def test_summary_pairs_units_by_seed(tmp_path):
     mean, half = sweep_common.t_interval(diffs)
     assert f"{mean:.1f} ± {half:.1f} (n=3)" in text.split("Paired differences")[1]
     assert os.path.exists(os.path.join(out, "heldout_pgd_per_epoch.png"))
+
+
+def _write_pilot_unit(out, penalty, clean, sigma, epochs_done=3):
+    directory = os.path.join(out, f"lambda={penalty:g}_seed=0")
+    os.makedirs(directory)
+    state = {
+        "config": {"penalty": penalty, "seed": 0, "epochs": 3},
+        "epochs_done": epochs_done,
+        "epochs": [{"heldout_clean": clean, "mean_sigma_max": sigma}],
+    }
+    with open(os.path.join(directory, "state.json"), "w") as f:
+        json.dump(state, f)
+
+
+def test_pilot_rule_picks_the_two_largest_qualifying_lambdas(tmp_path):
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "pilot")
+    _write_pilot_unit(out, 0.0, clean=0.30, sigma=1.50)
+    _write_pilot_unit(out, 1.0, clean=0.20, sigma=0.80)  # costs 10 points: out
+    _write_pilot_unit(out, 0.1, clean=0.28, sigma=1.20)  # -20%, 2 points: in
+    _write_pilot_unit(out, 0.01, clean=0.31, sigma=1.40)  # -6.7%: in
+    _write_pilot_unit(out, 0.001, clean=0.30, sigma=1.49)  # -0.7%: out
+    lambdas, rows = sweep.choose_lambdas(out)
+    assert lambdas == [0.0, 0.01, 0.1]
+    assert [r["qualifies"] for r in rows] == [False, True, True, False]
+
+
+def test_pilot_rule_refuses_an_unfinished_pilot(tmp_path):
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "pilot")
+    _write_pilot_unit(out, 0.0, clean=0.30, sigma=1.50)
+    _write_pilot_unit(out, 0.1, clean=0.28, sigma=1.20, epochs_done=1)
+    _write_pilot_unit(out, 0.01, clean=0.28, sigma=1.20)
+    with pytest.raises(SystemExit, match="not finished"):
+        sweep.choose_lambdas(out)
