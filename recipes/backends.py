@@ -100,17 +100,18 @@ def make_deterministic(backend):
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
-def check_backend_supports(backend, needs_trainer, needs_attacks):
+def check_backend_supports(backend, needs_trainer):
     """Refuses, before any data is loaded, what the backend cannot run yet.
 
     Asks `specformer_keras.backend.backend_module`, the package's one dispatch
-    point, for the per-backend modules the run needs.
+    point, for the per-backend modules the run needs: the attacks always (the
+    accuracy-vs-eps curve attacks), the trainer for adversarial training.
     """
     from specformer_keras.backend import backend_module
 
     for concern, needed, what in (
         ("trainer", needs_trainer, "adversarial training (--method=pgd_at/trades)"),
-        ("attacks", needs_attacks, "attacks (--eval_attacks, --curve_attack)"),
+        ("attacks", True, "attacks (--eval_attacks, --curve_attack)"),
     ):
         if not needed:
             continue

@@ -52,11 +52,6 @@ def check_attack_names(config):
         )
 
 
-def needs_attacks(config):
-    """Whether the evaluation runs any attack (always: the eps curve attacks)."""
-    return bool(config.curve_eps) or any(a != "clean" for a in config.eval_attacks)
-
-
 def evaluate(config, classifier, evaluation, paths):
     """`evaluate_robustness` for results.json and `robustness_curve` for the eps plot."""
     from specformer_keras import evaluation as robustness

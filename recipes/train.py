@@ -43,11 +43,7 @@ def settings_from_flags(recipe, get_config):
 
     modeling.check_model_settings(config)
     report.check_attack_names(config)
-    backends.check_backend_supports(
-        backend,
-        needs_trainer=config.method != "standard",
-        needs_attacks=report.needs_attacks(config),
-    )
+    backends.check_backend_supports(backend, needs_trainer=config.method != "standard")
     settings = {"recipe": recipe, "config": flags.FLAGS.config}
     settings.update(json.loads(json.dumps(dataclasses.asdict(config))))
     return config, settings

@@ -244,18 +244,16 @@ def test_choose_backend_refusals(monkeypatch):
 def test_check_backend_supports(monkeypatch):
     import specformer_keras.backend as backend_package
 
-    backends.check_backend_supports(BACKEND, needs_trainer=False, needs_attacks=False)
+    backends.check_backend_supports(BACKEND, needs_trainer=True)
 
     def missing(concern):
         raise ModuleNotFoundError(f"specformer_keras.backend.x_{concern}")
 
     monkeypatch.setattr(backend_package, "backend_module", missing)
     with pytest.raises(RecipeError, match="does not support adversarial training"):
-        backends.check_backend_supports("torch", needs_trainer=True, needs_attacks=True)
+        backends.check_backend_supports("torch", needs_trainer=True)
     with pytest.raises(RecipeError, match="does not support attacks"):
-        backends.check_backend_supports(
-            "torch", needs_trainer=False, needs_attacks=True
-        )
+        backends.check_backend_supports("torch", needs_trainer=False)
 
 
 def test_make_deterministic_on_jax_asks_xla_for_deterministic_gpu_ops(monkeypatch):
