@@ -4,7 +4,9 @@ Model: the core benchmark ViT (hidden 192, depth 6, 3 heads, MLP 384, patch 4,
 32x32 images, MSVP penalty 1e-3), SGD, XLA-compiled train steps
 (`compile(jit_compile=True)` by default: Keras's `"auto"` turns XLA off for
 TensorFlow on CPU-only machines, which would time a different program on TF
-than on JAX; `--jit_compile auto` times what Keras picks). For each
+than on JAX; `--jit_compile auto` times what Keras picks). On torch the steps
+run eagerly unless `--torch_jit_compile` (Keras's `jit_compile=True` there is
+`torch.compile` of the whole step, attack loop included). For each
 backend (each in its own subprocess) the script times `train_on_batch` of
 
 * the classifier alone (clean step: one forward/backward + update),
@@ -18,7 +20,7 @@ one training step.
 
 Usage:
 
-    python benchmarks/adversarial_step.py                       # TF and JAX
+    python benchmarks/adversarial_step.py                       # TF, JAX, torch
     python benchmarks/adversarial_step.py --backends jax --batch_size 32
     nice python benchmarks/adversarial_step.py --quick          # smoke run
 """
@@ -36,7 +38,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, nargs="+", default=[3, 10])
     parser.add_argument("--repeats", type=int, default=5)
@@ -48,6 +50,11 @@ def parse_args(argv=None):
         choices=("true", "false", "auto"),
         default="true",
         help="passed to compile(); 'auto' is Keras's default (no XLA for TF on CPU)",
+    )
+    parser.add_argument(
+        "--torch_jit_compile",
+        action="store_true",
+        help="torch: compile(jit_compile=True), i.e. torch.compile (default eager)",
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -90,6 +97,8 @@ def run_worker(args):
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     jit_compile = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
+    if keras.config.backend() == "torch":
+        jit_compile = args.torch_jit_compile
     rows = []
     clean_model = fresh_model()
     clean_model.compile(
@@ -131,6 +140,7 @@ def main(argv=None):
         ]
         command += ["--steps"] + [str(k) for k in args.steps]
         command += ["--quick"] if args.quick else []
+        command += ["--torch_jit_compile"] if args.torch_jit_compile else []
         process = subprocess.run(command, env=env, capture_output=True, text=True)
         if process.returncode != 0:
             print(f"[{backend}] failed:\n{process.stderr[-3000:]}", file=sys.stderr)
@@ -140,7 +150,9 @@ def main(argv=None):
     model = "quick tiny ViT" if args.quick else "ViT 192/6/3/384, patch 4, 32x32"
     print(
         f"\nOne training step, {model}, batch {args.batch_size}, "
-        f"jit_compile={args.jit_compile}, median of {args.repeats} "
+        f"jit_compile={args.jit_compile} (torch: "
+        f"{'torch.compile' if args.torch_jit_compile else 'eager'}), "
+        f"median of {args.repeats} "
         "(after 1 warm-up call)\n"
     )
     header = "| backend | step | k | seconds | x clean | target 1.15 (k+1) | ok |"

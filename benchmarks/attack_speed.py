@@ -1,18 +1,24 @@
-"""PGD-10 wall time per batch on the core benchmark ViT (CPU): ours vs cleverhans.
+"""PGD-10 wall time per batch on the core benchmark ViT (CPU): ours on TF, JAX, torch.
 
 PGD Linf, eps 8/255, step 2/255, 10 steps, random start, batch 128 (default),
 SpectralViT(hidden 192, depth 6, 3 heads, mlp 384, patch 4, 32x32, 10 classes)
 with random weights. In the TensorFlow process, our PGD (one XLA-compiled
 loop) and cleverhans' ``projected_gradient_descent`` (eager, as shipped) run
 interleaved after one warmup each; the JAX process (this script spawned with
-``--backend jax``) times our PGD on the same settings. Prints medians of
-``--repeats`` runs and the speedups.
+``--backend jax``) times our PGD on the same settings; the torch process
+(``--backend torch``) times our PGD and, interleaved with it, the plain eager
+PyTorch loop of ``torch_reference_pgd.py`` (``pgd_loop``) run on the very same
+Keras SpectralViT (on the torch backend it is a ``torch.nn.Module``), so the two
+differ only in the attack code. ``--backends`` picks the processes. Prints
+medians of ``--repeats`` runs and the speedups.
 
 Two references put the numbers in context, measured in the same run:
 
-* ``--torch_python PATH``: a Python with PyTorch installed (not a dependency of
-  this package) runs ``torch_reference_pgd.py``, the plain eager PyTorch PGD
-  loop on a same-size PyTorch ViT, and its row is printed beside ours.
+* ``--torch_python PATH``: a Python with PyTorch installed runs
+  ``torch_reference_pgd.py``, the plain eager PyTorch PGD loop on a same-size
+  native PyTorch ViT (``torch.nn.MultiheadAttention``), and its row is printed
+  beside ours. Defaults to this interpreter when it has torch and ``torch`` is
+  among ``--backends``.
 * the arithmetic floor: PGD-10 costs about 10 x (forward + input-gradient
   backward) FLOPs, counted from the architecture (``pgd_gflops``); divided by
   this machine's measured large-matrix SGEMM rate (numpy, 4096 x 4096) it is
@@ -31,11 +37,13 @@ The header names the CPU and its widest vector extension: the ratios depend on
 it (cleverhans' eager PGD ran 1.9 to 2.8x faster on AVX-512 than on AVX2).
 
 Usage:
-    nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128 \
+    nice python benchmarks/attack_speed.py --repeats 3 --batch_size 128
+    nice python benchmarks/attack_speed.py --backends jax,torch \
         --torch_python /path/to/venv-with-torch/bin/python
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -165,6 +173,19 @@ def worker(backend, batch_size, repeats):
             ).numpy()
 
         runners["cleverhans (tensorflow)"] = cleverhans
+    if backend == "torch":
+        import torch
+
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_reference_pgd import pgd_loop
+
+        x_t = torch.as_tensor(x)
+        y_t = torch.as_tensor(y)
+
+        def plain_loop():
+            return pgd_loop(torch, lambda t: model(t, training=False), x_t, y_t)
+
+        runners["plain eager loop (torch, same model)"] = plain_loop
     warmup = {name: timed(run) for name, run in runners.items()}
     times = {name: [] for name in runners}
     for _ in range(repeats):
@@ -184,7 +205,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backend", choices=("tensorflow", "jax"), default=None)
+    parser.add_argument(
+        "--backend", choices=("tensorflow", "jax", "torch"), default=None
+    )
+    parser.add_argument(
+        "--backends",
+        default="tensorflow,jax,torch",
+        help="comma-separated backends to time, each in its own process",
+    )
     parser.add_argument(
         "--torch_python",
         default=None,
@@ -203,14 +231,24 @@ def main():
         )
         return
     check_torch_python(args.torch_python)
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = [b for b in backends if b not in ("tensorflow", "jax", "torch")]
+    if unknown:
+        raise ValueError(
+            "`--backends` must name backends among tensorflow, jax, torch. "
+            f"Received: --backends={args.backends!r}"
+        )
+    if args.torch_python is None and "torch" in backends:
+        if importlib.util.find_spec("torch") is not None:
+            args.torch_python = sys.executable
     sizes = ["--batch_size", str(args.batch_size), "--repeats", str(args.repeats)]
     commands = {
         backend: [sys.executable, __file__, "--backend", backend] + sizes
-        for backend in ("tensorflow", "jax")
+        for backend in backends
     }
     if args.torch_python:
         script = os.path.join(os.path.dirname(__file__), "torch_reference_pgd.py")
-        commands["torch"] = [args.torch_python, script, "--json"] + sizes
+        commands["torch reference"] = [args.torch_python, script, "--json"] + sizes
     results = {}
     for backend, command in commands.items():
         output = subprocess.run(
@@ -218,7 +256,7 @@ def main():
             check=True,
             capture_output=True,
             text=True,
-            env=dict(os.environ, KERAS_BACKEND=backend)
+            env=dict(os.environ, KERAS_BACKEND=backend.split()[0])
             | (TUNED_MALLOC if args.tuned_malloc else {}),
         ).stdout
         line = [row for row in output.splitlines() if row.startswith("RESULT ")][-1]

@@ -1,7 +1,9 @@
 """Training-step overhead of MSVP: SpectralViT with penalty=1e-5 vs penalty=0.
 
 Same architecture (hidden 192, depth 6, 3 heads, MLP 384, patch 4, 32x32 images),
-same batch, compiled train steps (`jit_compile=True`). The models are timed
+same batch, compiled train steps (`jit_compile=True`) on TensorFlow and JAX; on
+torch the train steps run eagerly (`jit_compile=False`, what Keras's `"auto"`
+picks there; `--torch_jit_compile` times `torch.compile` instead). The models are timed
 interleaved in one process so machine noise hits them alike, in an order that
 reverses every repeat (A B C, C B A, ...) so neither side always runs first; each
 repeat times `--steps` consecutive `train_on_batch` calls after warm-up, and the
@@ -11,11 +13,12 @@ benchmark's own noise floor, to read the overhead against. Because that floor is
 a few percent on a shared CPU, the script also times the penalty's own work in
 isolation: one power-iteration step, sigma and the penalty's gradient with
 respect to every penalized kernel of the model (18 kernels here), compiled
-(`jax.jit` / `tf.function(jit_compile=True)`), median of 50 calls.
+(`jax.jit` / `tf.function(jit_compile=True)`; eager `torch.autograd.grad` on
+torch), median of 50 calls.
 
 Usage:
 
-    python benchmarks/msvp_overhead.py                      # TF and JAX, one table
+    python benchmarks/msvp_overhead.py                      # TF, JAX, torch: one table
     python benchmarks/msvp_overhead.py --backends=jax --batch_size=64 --repeats=7
 """
 
@@ -50,7 +53,7 @@ def measure(args):
         model.compile(
             optimizer=keras.optimizers.AdamW(1e-4),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=True,
+            jit_compile=keras.config.backend() != "torch" or args.torch_jit_compile,
         )
         for _ in range(args.warmup):
             model.train_on_batch(x, y)
@@ -111,6 +114,17 @@ def time_penalty_alone(model, lam, calls=50):
         def run():
             jax.block_until_ready(step(ks, u0s))
 
+    elif keras.config.backend() == "torch":
+        import torch
+
+        ks = [torch.tensor(k, requires_grad=True) for k in kernels]
+        u0s = [torch.tensor(u) for u in us]
+
+        def run():
+            total, _ = penalty(ks, u0s)
+            torch.autograd.grad(total, ks)
+            float(total)
+
     else:
         import tensorflow as tf
 
@@ -139,11 +153,16 @@ def time_penalty_alone(model, lam, calls=50):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="tensorflow,jax")
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--torch_jit_compile",
+        action="store_true",
+        help="torch: compile(jit_compile=True), i.e. torch.compile (default eager)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -152,10 +171,14 @@ def main():
     rows = []
     for backend in args.backends.split(","):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        cmd = [sys.executable, __file__, "--child"] + [
-            f"--{k}={getattr(args, k)}"
-            for k in ("batch_size", "steps", "repeats", "warmup")
-        ]
+        cmd = (
+            [sys.executable, __file__, "--child"]
+            + [
+                f"--{k}={getattr(args, k)}"
+                for k in ("batch_size", "steps", "repeats", "warmup")
+            ]
+            + (["--torch_jit_compile"] if args.torch_jit_compile else [])
+        )
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         base, msvp = result["penalty=0"], result["penalty=1e-5"]
@@ -165,7 +188,8 @@ def main():
         )
     print(
         f"\nSpectralViT train step, hidden 192 / depth 6 / 3 heads / patch 4, "
-        f"batch {args.batch_size}, median of {args.repeats} x {args.steps} steps\n"
+        f"batch {args.batch_size}, median of {args.repeats} x {args.steps} steps, "
+        f"torch {'torch.compile' if args.torch_jit_compile else 'eager'}\n"
     )
     print(
         "| backend | penalty=0 (s/step) | penalty=1e-5 (s/step) | overhead "
