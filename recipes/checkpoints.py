@@ -20,6 +20,7 @@ assert open(log).read() == "epoch,loss\\n"
 """
 
 import json
+import math
 import os
 
 import keras
@@ -54,12 +55,19 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     `double_checkpoint` keeps a copy of the previous epoch's files, which Keras
     falls back to when the latest weights cannot be read (a kill while they were
     written). The backup is deleted by the recipe once `trained.json` exists,
-    not at the end of `fit`, so a kill in between loses no epoch.
+    not at the end of `fit`, so a kill in between loses no epoch. An epoch that
+    diverged (NaN loss, or training stopped by `TerminateOnNaN` or the sigma
+    monitor) is not backed up: the backup stays at the last good epoch.
     """
 
     def __init__(self, backup_dir, out):
         super().__init__(backup_dir, double_checkpoint=True, delete_checkpoint=False)
         self.out = out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if diverged(logs) or self.model.stop_training:
+            return  # keep the last good epoch (the recipes stop only on divergence)
+        super().on_epoch_end(epoch, logs)
 
     def on_train_begin(self, logs=None):
         try:
@@ -69,6 +77,12 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
                 f"The epoch backup in {self.backup_dir} cannot be read "
                 f"({type(error).__name__}: {error}). {overwrite_hint(self.out)}"
             ) from None
+
+
+def diverged(logs):
+    """Whether epoch `logs` hold a loss that is NaN or infinite."""
+    loss = (logs or {}).get("loss")
+    return loss is not None and not math.isfinite(float(loss))
 
 
 class BestClassifierCheckpoint(keras.callbacks.Callback):
@@ -89,6 +103,8 @@ class BestClassifierCheckpoint(keras.callbacks.Callback):
         self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
+        if diverged(logs) or self.model.stop_training:
+            return  # a diverged model is never the best one
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)

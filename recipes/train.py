@@ -100,7 +100,7 @@ def run(recipe, config, settings, mode):
 
         # -- Checkpoints and training
         checkpoints.trim_csv_log(paths["csv"], paths["backup"])
-        trainable.fit(
+        history = trainable.fit(
             train,
             validation_data=val,
             epochs=config.epochs,
@@ -108,6 +108,11 @@ def run(recipe, config, settings, mode):
             verbose=fit_verbosity(config.verbose),
             shuffle=False,  # the input pipeline shuffles every epoch
         )
+        losses = history.history.get("loss", [])
+        if trainable.stop_training or (
+            losses and checkpoints.diverged({"loss": losses[-1]})
+        ):
+            raise RecipeError(diverged_message(history, paths))
         checkpoints.save_model(classifier, paths["final"])
         train_seconds = time.time() - started
         atomic_write_json(paths["trained"], {"train_seconds": round(train_seconds, 1)})
@@ -132,6 +137,23 @@ def run(recipe, config, settings, mode):
     atomic_write_json(paths["results"], results)  # last: marks a finished run
     log(f"done in {time.time() - started:.0f} s; results in {paths['results']}")
     return results
+
+
+def diverged_message(history, paths):
+    """What to do after training diverged (the backup holds the last good epoch)."""
+    epoch = history.epoch[-1] + 1 if history.epoch else 1
+    message = f"training diverged: the loss or the weights became NaN in epoch {epoch}"
+    metadata = os.path.join(paths["backup"], "training_metadata.json")
+    if not os.path.exists(metadata):
+        return (
+            f"{message}, before any epoch finished. Rerun with a lower "
+            "--learning_rate (or more --warmup_epochs)."
+        )
+    return (
+        f"{message}; {paths['backup']} holds the last good epoch. Rerun with a "
+        "lower --learning_rate (or more --warmup_epochs) and --overwrite, or the "
+        "same flags to resume from that epoch."
+    )
 
 
 def load_data(config, training=True):
@@ -180,7 +202,7 @@ def load_data(config, training=True):
 
 
 def make_callbacks(config, classifier, paths, checkpoints):
-    """Sigma monitor, CSV log, TensorBoard scalars, best model, epoch backup."""
+    """NaN stop, sigma monitor, CSV log, TensorBoard scalars, best model, backup."""
     import keras
 
     from specformer_keras.callbacks import ScalarLogger, SpectralNormMonitor
@@ -189,11 +211,13 @@ def make_callbacks(config, classifier, paths, checkpoints):
     if not writer:
         log("neither tensorboardX nor tensorboard is installed: no TensorBoard logs")
     callbacks = [
+        keras.callbacks.TerminateOnNaN(),
         SpectralNormMonitor(
             model=classifier,
             log_dir=paths["tensorboard"] if writer else None,
             json_path=paths["sigma_json"],
             csv_path=paths["sigma_csv"],
+            stop_on_nan=True,
         ),
         keras.callbacks.CSVLogger(paths["csv"], append=True),
         checkpoints.BestClassifierCheckpoint(
@@ -205,9 +229,9 @@ def make_callbacks(config, classifier, paths, checkpoints):
     ]
     # Keras's TensorBoard callback imports TensorFlow: on the TF backend only.
     if config.backend == "tensorflow" and backends.installed("tensorboard"):
-        callbacks.insert(2, keras.callbacks.TensorBoard(paths["tensorboard"]))
+        callbacks.insert(3, keras.callbacks.TensorBoard(paths["tensorboard"]))
     elif writer:
-        callbacks.insert(2, ScalarLogger(paths["tensorboard"]))
+        callbacks.insert(3, ScalarLogger(paths["tensorboard"]))
     return callbacks
 
 

@@ -286,3 +286,15 @@ def test_corrupt_image_is_named_and_the_fixed_folder_then_runs(image_folder, tmp
     bad.write_bytes(good)
     fixed = _run("cifar10_adv.py", [*args, "--seed=1"])  # other settings: allowed
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
+
+
+def test_divergence_stops_with_one_line_and_keeps_no_bad_model(image_folder, tmp_path):
+    out = tmp_path / "run"
+    args = _smoke_args(image_folder, str(out), ("--learning_rate=1e30", "--epochs=2"))
+    result = _run("cifar10_adv.py", args)
+    assert result.returncode == 2
+    assert "training diverged" in _error_line(result, "cifar10_adv.py")
+    for name in ("best_model.keras", "final_model.keras", "trained.json", "backup"):
+        assert not (out / name).exists(), name
+    fixed = _run("cifar10_adv.py", [*args[:-2], "--epochs=1"])  # no epoch finished
+    assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]

@@ -229,3 +229,20 @@ def test_constant_schedule_with_warmup_and_adamw():
     assert optimizer.global_clipnorm is None
     got = [_lr(optimizer, step) for step in range(5)]
     np.testing.assert_allclose(got, [0.05, 0.1, 0.1, 0.1, 0.1], rtol=1e-6)
+
+
+def test_epoch_backup_keeps_the_last_good_epoch(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    backup = checkpoints.EpochBackup(str(tmp_path / "backup"), str(tmp_path))
+    backup.set_model(model)
+    metadata = tmp_path / "backup" / "training_metadata.json"
+    backup.on_epoch_end(0, {"loss": 1.0})
+    assert json.loads(metadata.read_text())["epoch"] == 1
+    backup.on_epoch_end(1, {"loss": float("nan")})
+    assert json.loads(metadata.read_text())["epoch"] == 1
+    model.stop_training = True  # TerminateOnNaN or the sigma monitor stopped it
+    backup.on_epoch_end(2, {"loss": 0.5})
+    assert json.loads(metadata.read_text())["epoch"] == 1
+    assert checkpoints.diverged({"loss": float("inf")})
+    assert not checkpoints.diverged({"loss": 2.0}) and not checkpoints.diverged({})
