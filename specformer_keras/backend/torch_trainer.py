@@ -18,7 +18,10 @@ import keras
 import torch
 from keras import ops
 
-from specformer_keras.backend.torch_attacks import input_value_and_grad
+from specformer_keras.backend.torch_attacks import (
+    input_gradients_only,
+    input_value_and_grad,
+)
 
 
 class TorchAdversarialSteps:
@@ -45,7 +48,7 @@ class TorchAdversarialSteps:
             return self.classifier(inputs, training=False)
 
         # 1. Inner maximization, inference mode (no u/v update, no penalty).
-        with torch.no_grad():
+        with torch.no_grad(), input_gradients_only(self):
             target = self.attack_target(y, logits_fn, x)
             x_start = self.random_start_point(x)
             x_adv = self.generate_adversarial(
