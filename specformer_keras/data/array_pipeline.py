@@ -37,8 +37,9 @@ class ImageDataset(keras.utils.PyDataset):
         seed: Seed of the shuffle and the augmentation.
         augment: Random crop after 4-pixel zero padding and horizontal flip.
         rand_augment: `keras.layers.RandAugment` per batch.
-        mixup, cutmix: `keras.layers.MixUp` / `CutMix` per batch (one of the two
-            per batch when both are on); labels become one-hot float32.
+        mixup: `keras.layers.MixUp` per batch (with `cutmix`, one of the two
+            per batch); labels become one-hot float32.
+        cutmix: `keras.layers.CutMix` per batch, likewise.
         one_hot: One-hot float32 labels without mixing.
         drop_remainder: Drop the last incomplete batch.
         repeat: An endless dataset (pass `steps_per_epoch` to `fit`).
