@@ -12,6 +12,8 @@ same names in each (as Keras keeps ``keras/src/backend/<name>/``):
 * ``*_trainer``: ``AdversarialSteps``, the adversarial ``train_step``/
   ``test_step`` mixin of ``AdversarialTrainer`` (``tensorflow_trainer``,
   ``jax_trainer``, ``torch_trainer``).
+* ``*_jacobian``: ``jvp``, ``vjp`` and ``gram_fn``, the Jacobian-vector products
+  of the local-Lipschitz power iteration in ``specformer_keras.diagnostics``.
 
 `backend_module(concern)` is the single dispatch point: every other part of the
 package asks it instead of reading ``keras.config.backend()`` itself.
