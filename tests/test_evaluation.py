@@ -281,7 +281,7 @@ def test_sanity_check_logic():
             "accuracy_with_fewer_steps": 0.6,
         }
     }
-    checks, warnings = evaluation._sanity_checks(
+    checks, warnings = evaluation.sanity_checks(
         report, resolved, per_point, {"fgsm": 0, "pgd20": 0}, more, 100
     )
     assert checks["iterative_weaker_than_fgsm"] and checks["more_steps_raise_accuracy"]
@@ -292,7 +292,7 @@ def test_sanity_check_logic():
     assert len(warnings) == 2
     per_point["pgd20"] = np.arange(100) < 30
     report["accuracy"]["pgd20"] = 0.3
-    checks, warnings = evaluation._sanity_checks(
+    checks, warnings = evaluation.sanity_checks(
         report, resolved, per_point, {"fgsm": 0, "pgd20": 0}, {}, 100
     )
     assert (
