@@ -21,7 +21,8 @@ nox.options.error_on_missing_interpreters = True
 BACKENDS = ("tensorflow", "jax", "torch")
 TORCH_CPU = "torch==2.13.0"
 # keras-hub declares tensorflow-text (and so TensorFlow) although its models do
-# not need it; without TF it is installed with these of its requirements only.
+# not need it; without TF it is installed with these of its requirements only
+# (grain: what KerasHub's preprocessing uses in fit when TensorFlow is absent).
 KERAS_HUB_WITHOUT_TF = (
     "regex",
     "rich",
@@ -29,6 +30,7 @@ KERAS_HUB_WITHOUT_TF = (
     "kagglehub",
     "tokenizers",
     "sentencepiece",
+    "grain",
 )
 
 TF_ABSENT = (
