@@ -456,11 +456,15 @@ def run_unit(args, penalty, seed, data_cache):
 
 
 # === Summary ===
-def unit_metrics(state):
-    """Flat {metric: value} of one unit, with whatever stages exist."""
+def unit_metrics(state, epoch=None):
+    """Flat {metric: value} of one unit, with whatever stages exist.
+
+    The held-out columns are read at ``epoch`` (1-based; default: the last finished
+    one), so that a paired difference compares two units at the same epoch.
+    """
     metrics = {}
     if state.get("epochs"):
-        last = state["epochs"][-1]
+        last = state["epochs"][-1] if epoch is None else state["epochs"][epoch - 1]
         metrics["held-out clean (last epoch)"] = last["heldout_clean"]
         metrics["held-out PGD-10 (last epoch)"] = last["heldout_robust"]
         metrics["mean sigma_max"] = last["mean_sigma_max"]
@@ -560,7 +564,8 @@ def summarize(out, assets=None):
     if 0.0 in metrics and len(metrics) > 1:
         lines += [
             "",
-            "Paired differences (lambda minus lambda 0, same seed), mean ± 95% t-interval:",
+            "Paired differences (lambda minus lambda 0, same seed), mean ± 95% t-interval; "
+            "held-out columns at the epoch both units have finished:",
             "",
             "| lambda | " + " | ".join(columns) + " |",
             "|---" * (len(columns) + 1) + "|",
@@ -568,12 +573,20 @@ def summarize(out, assets=None):
         for lam in sorted(metrics):
             if lam == 0.0:
                 continue
+            # Held-out columns of a unit still training are compared with lambda 0 at
+            # the same epoch, never at lambda 0's later (better) epoch.
+            paired = {}
+            for seed, unit in by_lambda[lam].items():
+                base = by_lambda[0.0].get(seed)
+                if base is None:
+                    continue
+                common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
+                epoch = common if common else None
+                paired[seed] = (unit_metrics(unit, epoch), unit_metrics(base, epoch))
             cells = []
             for col in columns:
                 diffs = [
-                    m[col] - metrics[0.0][seed][col]
-                    for seed, m in metrics[lam].items()
-                    if col in m and seed in metrics[0.0] and col in metrics[0.0][seed]
+                    m[col] - b[col] for m, b in paired.values() if col in m and col in b
                 ]
                 if not diffs:
                     cells.append("–")
@@ -609,6 +622,7 @@ def summarize(out, assets=None):
         import shutil
 
         prefix = os.path.basename(os.path.normpath(out))
+        os.makedirs(assets, exist_ok=True)
         for path in figures:
             shutil.copy(
                 path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}")

@@ -152,6 +152,31 @@ def test_summary_pairs_units_by_seed(tmp_path):
     assert os.path.exists(os.path.join(out, "heldout_pgd_per_epoch.png"))
 
 
+def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "sweep")
+    _write_unit(out, 0.0, 0, clean=0.4, pgd=0.2)
+    _write_unit(out, 0.01, 0, clean=0.4, pgd=0.2)
+    base_path = os.path.join(out, "lambda=0_seed=0", "state.json")
+    base = json.load(open(base_path))
+    base["epochs"][0]["heldout_robust"] = 0.10  # lambda 0 at epoch 1
+    base["epochs"][1]["heldout_robust"] = 0.30  # and at epoch 2
+    json.dump(base, open(base_path, "w"))
+    unit_path = os.path.join(out, "lambda=0.01_seed=0", "state.json")
+    unit = json.load(open(unit_path))
+    unit["epochs"] = unit["epochs"][:1]  # still training: epoch 1 only
+    unit["epochs"][0]["heldout_robust"] = 0.15
+    unit["epochs_done"] = 1
+    del unit["eval"]
+    json.dump(unit, open(unit_path, "w"))
+    sweep.summarize(out, assets=str(tmp_path / "assets" / "new"))
+    paired = open(os.path.join(out, "summary.md")).read().split("Paired differences")[1]
+    row = [line for line in paired.splitlines() if line.startswith("| 0.01 |")][0]
+    # 15 - 10 at epoch 1, not 15 - 30 (lambda 0's last epoch).
+    assert row.split(" | ")[2] == "5.0 (n=1)"
+    assert os.listdir(tmp_path / "assets" / "new")
+
+
 def _write_pilot_unit(out, penalty, clean, sigma, epochs_done=3):
     directory = os.path.join(out, f"lambda={penalty:g}_seed=0")
     os.makedirs(directory)
