@@ -36,8 +36,29 @@ from keras import ops
 _EPS = 1e-12
 
 
-def _normalize(x):
-    """L2-normalizes the last axis of `x` (heads stay a batch axis)."""
+def l2_normalize(x):
+    """L2-normalizes the last axis of `x` (heads stay a batch axis).
+
+    A small epsilon under the square root keeps an all-zero row finite (zero).
+
+    Args:
+        x: Tensor or array of shape `(..., n)`, e.g. `u` of shape
+            `(num_heads, d_model)`.
+
+    Returns:
+        A tensor of the shape and dtype of `x` whose rows have unit L2 norm.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras import ops
+    from specformer_keras.spectral import l2_normalize
+
+    u = l2_normalize(np.array([[3.0, 4.0], [0.0, 2.0]], "float32"))
+    np.testing.assert_allclose(ops.convert_to_numpy(u), [[0.6, 0.8], [0.0, 1.0]])
+    ```
+    """
     return x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + _EPS)
 
 
@@ -80,9 +101,9 @@ def power_iteration(kernel, u, iterations=1):
     v = None
     for _ in range(int(iterations)):
         # v_h = W_h^T u_h: sum over d_model.
-        v = _normalize(ops.einsum("dhk,hd->hk", w, u))
+        v = l2_normalize(ops.einsum("dhk,hd->hk", w, u))
         # u_h = W_h v_h: sum over head_dim.
-        u = _normalize(ops.einsum("dhk,hk->hd", w, v))
+        u = l2_normalize(ops.einsum("dhk,hk->hd", w, v))
     return ops.stop_gradient(u), ops.stop_gradient(v)
 
 

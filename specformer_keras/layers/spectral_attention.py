@@ -7,8 +7,8 @@ import numpy as np
 from keras import ops
 
 from specformer_keras.spectral import (
-    _normalize,
     exact_spectral_norms,
+    l2_normalize,
     power_iteration,
     spectral_norm_estimate,
 )
@@ -231,7 +231,7 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
                 u_var.assign(u)
                 v_var.assign(v)
             else:
-                u, v = _normalize(u_var.value), _normalize(v_var.value)
+                u, v = l2_normalize(u_var.value), l2_normalize(v_var.value)
             sigma = spectral_norm_estimate(kernel, u, v)
             total = total + self.lambdas[name] * ops.sum(ops.square(sigma))
         return total
@@ -305,8 +305,8 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
             u_var, v_var = self._spectral_state[name]
             sigma = spectral_norm_estimate(
                 self._float32_kernel(name),
-                _normalize(u_var.value),
-                _normalize(v_var.value),
+                l2_normalize(u_var.value),
+                l2_normalize(v_var.value),
             )
             norms[name] = ops.convert_to_numpy(sigma)
         return norms
