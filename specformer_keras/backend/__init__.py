@@ -14,6 +14,9 @@ same names in each (as Keras keeps ``keras/src/backend/<name>/``):
   ``jax_trainer``, ``torch_trainer``).
 * ``*_jacobian``: ``jvp``, ``vjp`` and ``gram_fn``, the Jacobian-vector products
   of the local-Lipschitz power iteration in ``specformer_keras.diagnostics``.
+* ``*_collectives``: ``initialize``, ``layout_fields`` and ``allgather_bytes``,
+  the multi-process engine of ``specformer_keras.distributed``
+  (``MultiWorkerMirroredStrategy``, ``jax.distributed``, ``torch.distributed``).
 
 `backend_module(concern)` is the single dispatch point: every other part of the
 package asks it instead of reading ``keras.config.backend()`` itself.
@@ -31,8 +34,8 @@ def backend_module(concern):
     """The module ``specformer_keras.backend.<active backend>_<concern>``.
 
     Args:
-        concern: ``"attacks"``, ``"trainer"`` (or another concern that has one
-            module per backend in this package).
+        concern: ``"attacks"``, ``"trainer"``, ``"jacobian"``, ``"collectives"``
+            (or another concern that has one module per backend in this package).
 
     Raises:
         NotImplementedError: for a Keras backend this package does not support
