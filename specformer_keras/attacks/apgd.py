@@ -35,6 +35,12 @@ from specformer_keras.attacks.norms import (
     random_start,
     steepest_direction,
 )
+from specformer_keras.attacks.randomness import (
+    STREAMS,
+    ExampleRandom,
+    check_example_ids,
+    resolve_seed,
+)
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
@@ -186,7 +192,10 @@ def apgd_body(evaluate, x, y, x_init, eps, steps, norm="linf", rho=0.75):
 
 
 def _run_apgd_once(model, x, y, eps, norm, loss_name, steps, rng, y_target=None):
-    """One compiled APGD run on numpy ``(x, y[, y_target])``; numpy results."""
+    """One compiled APGD run on numpy ``(x, y[, y_target])``; numpy results.
+
+    ``rng`` (an `ExampleRandom` for the points of ``x``) draws the random start.
+    """
     arrays = [x, y.astype("int32"), random_start(rng, x, eps, norm)]
     if y_target is not None:
         arrays.append(y_target.astype("int32"))
@@ -202,7 +211,18 @@ def _run_apgd_once(model, x, y, eps, norm, loss_name, steps, rng, y_target=None)
     return run_padded(compile_body(model, key, body), arrays)
 
 
-def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=None):
+def apgd(
+    model,
+    x,
+    y,
+    eps,
+    norm="linf",
+    loss="ce",
+    steps=100,
+    restarts=1,
+    seed=None,
+    example_ids=None,
+):
     """APGD-CE / APGD-DLR: untargeted Auto-PGD (AutoAttack's first component).
 
     Hyperparameters as in AutoAttack "standard" (see the module docstring):
@@ -222,6 +242,9 @@ def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=N
         steps: iterations per restart.
         restarts: random restarts.
         seed: seed of the random starts (None: fresh randomness).
+        example_ids: the points' indices in the evaluated set (None:
+            ``0 .. batch - 1``); a point's random starts depend only on
+            ``seed``, the restart and its id.
 
     Returns:
         Inputs of x's shape and dtype: per example the misclassified point
@@ -244,10 +267,12 @@ def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=N
     check_loss(loss, ALLOWED_LOSSES)
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
-    rng = np.random.default_rng(check_seed("seed", seed))
+    seed = resolve_seed(check_seed("seed", seed))
+    ids = check_example_ids(example_ids, x_np.shape[0])
 
     points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
-    for _, index in points.batches(rounds=range(restarts)):
+    for restart, index in points.batches(rounds=range(restarts)):
+        rng = ExampleRandom(seed, (STREAMS["apgd"], restart), ids[index])
         x_fooled, fooled, x_best, loss_best = _run_apgd_once(
             model, x_np[index], y_np[index], eps, norm, loss, steps, rng
         )
@@ -256,7 +281,16 @@ def apgd(model, x, y, eps, norm="linf", loss="ce", steps=100, restarts=1, seed=N
 
 
 def apgd_targeted(
-    model, x, y, eps, norm="linf", steps=100, n_target_classes=9, restarts=1, seed=None
+    model,
+    x,
+    y,
+    eps,
+    norm="linf",
+    steps=100,
+    n_target_classes=9,
+    restarts=1,
+    seed=None,
+    example_ids=None,
 ):
     """APGD-T: Auto-PGD on the targeted DLR loss over the top classes.
 
@@ -277,6 +311,9 @@ def apgd_targeted(
         n_target_classes: number of targets (9).
         restarts: restarts per target.
         seed: seed of the random starts.
+        example_ids: the points' indices in the evaluated set (None:
+            ``0 .. batch - 1``); a point's random starts depend only on
+            ``seed``, the target, the restart and its id.
 
     Returns:
         Inputs of x's shape and dtype: the misclassified point found, else x.
@@ -298,7 +335,8 @@ def apgd_targeted(
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
     n_target_classes = check_int("n_target_classes", n_target_classes)
-    rng = np.random.default_rng(check_seed("seed", seed))
+    seed = resolve_seed(check_seed("seed", seed))
+    ids = check_example_ids(example_ids, x_np.shape[0])
     logits = predict_logits(model, x_np)
     classes = logits.shape[-1]
     if classes < 4:
@@ -308,7 +346,8 @@ def apgd_targeted(
         )
     ranking, rounds = target_rounds(logits, n_target_classes, restarts)
     points = RobustPoints(x_np, logits.argmax(-1) == y_np)
-    for (k, _), index in points.batches(rounds=rounds):
+    for (k, restart), index in points.batches(rounds=rounds):
+        rng = ExampleRandom(seed, (STREAMS["apgd-t"], k, restart), ids[index])
         x_fooled, fooled, _, _ = _run_apgd_once(
             model,
             x_np[index],

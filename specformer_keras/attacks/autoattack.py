@@ -22,6 +22,7 @@ from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.fab import fab_targeted
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.norms import check_norm, within_budget
+from specformer_keras.attacks.randomness import check_example_ids
 from specformer_keras.attacks.runner import RobustPoints, predict_labels
 from specformer_keras.attacks.square import square
 from specformer_keras.utils.validation import check_choice, check_int, check_seed
@@ -100,6 +101,7 @@ def autoattack(
     batch_size=256,
     verbose=False,
     return_log=False,
+    example_ids=None,
 ):
     """AutoAttack: APGD-CE -> APGD-T -> FAB-T -> Square, per-point worst case.
 
@@ -126,6 +128,10 @@ def autoattack(
         verbose: print the robust accuracy after each attack.
         return_log: also return a dict with the clean and per-attack robust
             accuracy, the points each attack broke, timings and settings.
+        example_ids: the points' indices in the evaluated set (distinct ints
+            >= 0; None: ``0 .. batch - 1``), passed to every component: a
+            point's random draws depend only on ``seed`` and its id, so its
+            verdict does not depend on its batch, shard or resume point.
 
     Returns:
         Adversarial inputs of x's shape and dtype (the clean input for points
@@ -196,6 +202,7 @@ def autoattack(
 
     x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
     n = x_np.shape[0]
+    ids = check_example_ids(example_ids, n)
     robust = predict_labels(model, x_np) == y_np
     points = RobustPoints(x_np, robust)
     log = {
@@ -222,7 +229,14 @@ def autoattack(
         for _, chunk in points.batches(batch_size=batch_size):
             candidate = np.asarray(
                 runner(
-                    model, x_np[chunk], y_np[chunk], eps, norm, seed, **settings[name]
+                    model,
+                    x_np[chunk],
+                    y_np[chunk],
+                    eps,
+                    norm,
+                    seed,
+                    example_ids=ids[chunk],
+                    **settings[name],
                 )
             )
             wrong = predict_labels(model, candidate) != y_np[chunk]

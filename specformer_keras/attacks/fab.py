@@ -26,6 +26,12 @@ from specformer_keras.attacks.norms import (
     random_start,
     within_budget,
 )
+from specformer_keras.attacks.randomness import (
+    STREAMS,
+    ExampleRandom,
+    check_example_ids,
+    resolve_seed,
+)
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
@@ -200,6 +206,7 @@ def fab_targeted(
     beta=0.9,
     restarts=1,
     seed=None,
+    example_ids=None,
 ):
     """FAB-T: targeted Fast Adaptive Boundary attack within a budget.
 
@@ -226,6 +233,9 @@ def fab_targeted(
         restarts: runs per target; runs after the first start from a random
             point at half of ``min(eps, best distance)``, as in the reference.
         seed: seed of the random restarts.
+        example_ids: the points' indices in the evaluated set (None:
+            ``0 .. batch - 1``); a point's restart draws depend only on
+            ``seed``, the target, the restart and its id.
 
     Returns:
         Adversarial inputs with the shape and dtype of ``x``.
@@ -252,7 +262,8 @@ def fab_targeted(
     )
     beta = check_number("beta", beta, minimum=0.0, maximum=1.0, include_minimum=False)
     eta = check_number("eta", eta, minimum=1.0)
-    rng = np.random.default_rng(check_seed("seed", seed))
+    seed = resolve_seed(check_seed("seed", seed))
+    ids = check_example_ids(example_ids, x_np.shape[0])
     logits = predict_logits(model, x_np)
     ranking, rounds = target_rounds(logits, n_target_classes, restarts)
 
@@ -283,6 +294,7 @@ def fab_targeted(
         if restart == 0:
             x_start = x_sub
         else:
+            rng = ExampleRandom(seed, (STREAMS["fab-t"], k, restart), ids[index])
             x_start = random_start(rng, x_sub, eps, norm, scale=0.5)
         arrays = [
             x_sub,

@@ -9,8 +9,10 @@ so new budgets do not recompile. The model always runs with ``training=False``.
 On PyTorch the loop runs eagerly with ``torch.autograd.grad`` on the input.
 
 Random starts are drawn with numpy from ``seed`` (uniform in the Linf ball as
-in Madry et al.; uniform in the L2 ball), so a seed gives the same start on
-every backend.
+in Madry et al.; uniform in the L2 ball), per example (keyed by ``seed``, the
+restart and the point's ``example_ids`` entry, see
+`specformer_keras.attacks.randomness`), so a seed gives the same start on
+every backend and in any batch.
 
 Paper: https://arxiv.org/abs/1706.06083
 """
@@ -25,6 +27,12 @@ from specformer_keras.attacks.norms import (
     project,
     steepest_direction,
     uniform_start,
+)
+from specformer_keras.attacks.randomness import (
+    STREAMS,
+    ExampleRandom,
+    check_example_ids,
+    resolve_seed,
 )
 from specformer_keras.attacks.runner import RobustPoints, compile_body, run_padded
 from specformer_keras.utils.validation import (
@@ -139,6 +147,7 @@ def pgd(
     restarts=1,
     targeted=False,
     seed=None,
+    example_ids=None,
 ):
     """PGD attack (Madry et al.): ``steps`` projected steepest-ascent steps.
 
@@ -159,6 +168,9 @@ def pgd(
         restarts: number of runs, >= 1.
         targeted: push towards class ``y`` instead of away from it.
         seed: non-negative int seed of the random starts; None for fresh randomness.
+        example_ids: the points' indices in the evaluated set (distinct ints
+            >= 0; None: ``0 .. batch - 1``). A point's random starts depend
+            only on ``seed``, the restart and its id, not on its batch.
 
     Returns:
         Adversarial inputs of x's shape and dtype (numpy if x is numpy),
@@ -180,14 +192,18 @@ def pgd(
     step_size, steps, restarts = check_attack_settings(
         step_size, steps, norm, loss, restarts, random_start, targeted
     )
-    check_seed("seed", seed)
+    seed = resolve_seed(check_seed("seed", seed))
     x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    rng = np.random.default_rng(seed)
+    ids = check_example_ids(example_ids, x_np.shape[0])
 
     points = RobustPoints(x_np)
-    for _, index in points.batches(rounds=range(restarts)):
+    for restart, index in points.batches(rounds=range(restarts)):
         x_run = x_np[index]
-        start = uniform_start(rng, x_run, eps, norm) if random_start else x_run
+        if random_start:
+            rng = ExampleRandom(seed, (STREAMS["pgd"], restart), ids[index])
+            start = uniform_start(rng, x_run, eps, norm)
+        else:
+            start = x_run
         x_adv, loss_value, success = run_pgd_once(
             model,
             x_run,

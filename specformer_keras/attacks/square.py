@@ -12,10 +12,13 @@ no rescaling of that schedule (``rescale_schedule=False``; with ``True`` the
 query index is mapped to ``i * 10000 / n_queries`` first, the default of the
 standalone Square Attack).
 
-As in fra31/auto-attack ``square.py``, a query's window position and colours
-are shared by the whole batch; points already misclassified stop changing.
-All random numbers are drawn up front with numpy from ``seed``, so TF and JAX
-see the same ones.
+Points already misclassified stop changing. All random numbers are drawn up
+front with numpy, per example (from ``seed``, the restart and the point's
+``example_ids`` entry; see `specformer_keras.attacks.randomness`), so TF, JAX
+and torch see the same ones and a point gets the same windows and colours in
+any batch. fra31/auto-attack ``square.py`` draws one window position and colour
+per query for the whole batch instead; the distribution of each point's search
+is the same, but there a point's result depends on its batch.
 
 Paper: https://arxiv.org/abs/1912.00049
 """
@@ -26,9 +29,14 @@ from keras import ops
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.losses import cw_margin_loss
 from specformer_keras.attacks.norms import expand_to
+from specformer_keras.attacks.randomness import (
+    STREAMS,
+    ExampleRandom,
+    check_example_ids,
+    resolve_seed,
+)
 from specformer_keras.attacks.runner import (
     RobustPoints,
-    bucket_size,
     compile_body,
     predict_labels,
     run_padded,
@@ -65,11 +73,12 @@ def window_fraction(iteration, p_init=0.8, n_queries=5000, rescale_schedule=Fals
     return p_init / 2**halvings
 
 
-def draw_square_randomness(seed, batch, shape, n_queries, p_init, rescale_schedule):
-    """Random numbers of a Linf Square run (numpy, reproducible from ``seed``).
+def draw_square_randomness(rng, batch, shape, n_queries, p_init, rescale_schedule):
+    """Random numbers of a Linf Square run (numpy), one set per example.
 
     Args:
-        seed: integer seed (or None for fresh entropy).
+        rng: `specformer_keras.attacks.randomness.ExampleRandom` of the batch
+            (or a ``numpy.random.Generator``).
         batch: number of examples.
         shape: ``(height, width, channels)``.
         n_queries: number of queries.
@@ -77,13 +86,24 @@ def draw_square_randomness(seed, batch, shape, n_queries, p_init, rescale_schedu
         rescale_schedule: see `window_fraction`.
 
     Returns:
-        dict of float32 arrays ``stripes (batch, 1, width, channels)`` of
-        ``+-1``, ``sizes (n_queries,)`` window side lengths, ``offsets
-        (n_queries, 2)`` window corners and ``colours (n_queries, channels)`` of
-        ``+-1``.
+        dict of arrays: ``stripes (batch, 1, width, channels)`` of ``+-1``,
+        ``sizes (n_queries,)`` window side lengths (the same for every
+        example), ``offsets (batch, n_queries, 2)`` window corners and
+        ``colours (batch, n_queries, channels)`` of ``+-1``.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.randomness import ExampleRandom
+    from specformer_keras.attacks.square import draw_square_randomness
+
+    draws = draw_square_randomness(ExampleRandom(0, (5, 0), np.arange(2)), 2,
+                                   (8, 8, 3), 10, 0.8, False)
+    assert draws["offsets"].shape == (2, 10, 2)
+    ```
     """
     height, width, channels = shape
-    rng = np.random.default_rng(seed)
     sizes = np.array(
         [
             max(
@@ -103,23 +123,21 @@ def draw_square_randomness(seed, batch, shape, n_queries, p_init, rescale_schedu
         "int32",
     )
     sizes = np.minimum(sizes, min(height, width))
-    uniform = rng.uniform(size=(n_queries, 2))
+    stripes = rng.choice([-1.0, 1.0], size=(batch, 1, width, channels))
+    uniform = rng.uniform(size=(batch, n_queries, 2))
     offsets = np.stack(
         [
-            np.floor(uniform[:, 0] * (height - sizes)),
-            np.floor(uniform[:, 1] * (width - sizes)),
+            np.floor(uniform[..., 0] * (height - sizes)),
+            np.floor(uniform[..., 1] * (width - sizes)),
         ],
-        axis=1,
+        axis=-1,
     ).astype("int32")
+    colours = rng.choice([-1.0, 1.0], size=(batch, n_queries, channels))
     return {
-        "stripes": rng.choice([-1.0, 1.0], size=(batch, 1, width, channels)).astype(
-            "float32"
-        ),
+        "stripes": stripes.astype("float32"),
         "sizes": sizes,
         "offsets": offsets,
-        "colours": rng.choice([-1.0, 1.0], size=(n_queries, channels)).astype(
-            "float32"
-        ),
+        "colours": colours.astype("float32"),
     }
 
 
@@ -154,13 +172,15 @@ def square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours):
 
     def body(i, x_best, margin_best):
         size = ops.take(sizes, i)
-        corner = ops.take(offsets, i, axis=0)
-        top, left = corner[0], corner[1]
+        corner = ops.take(offsets, i, axis=1)  # (batch, 2)
+        top = ops.reshape(corner[:, 0], (-1, 1, 1, 1))
+        left = ops.reshape(corner[:, 1], (-1, 1, 1, 1))
         window = ops.logical_and(
             ops.logical_and(rows >= top, rows < top + size),
             ops.logical_and(cols >= left, cols < left + size),
         )
-        colour = ops.reshape(ops.take(colours, i, axis=0), (1, 1, 1, -1))
+        colour = ops.take(colours, i, axis=1)  # (batch, channels)
+        colour = ops.reshape(colour, (-1, 1, 1, ops.shape(x)[3]))
         change = 2.0 * eps * ops.cast(window, x.dtype) * colour
         x_new = ops.clip(ops.clip(x_best + change, x - eps, x + eps), 0.0, 1.0)
         new_margin = margin(logits_fn(x_new), y)
@@ -190,6 +210,7 @@ def square(
     restarts=1,
     seed=None,
     rescale_schedule=False,
+    example_ids=None,
 ):
     """Square Attack: gradient-free random search on the margin loss.
 
@@ -212,6 +233,9 @@ def square(
         restarts: restarts.
         seed: seed of all random draws (None: fresh randomness).
         rescale_schedule: rescale the ``p`` schedule to ``n_queries``.
+        example_ids: the points' indices in the evaluated set (None:
+            ``0 .. batch - 1``); a point's draws depend only on ``seed``, the
+            restart and its id.
 
     Returns:
         Inputs of x's shape and dtype: the misclassified point found, else x.
@@ -244,28 +268,26 @@ def square(
     p_init = check_number(
         "p_init", p_init, minimum=0.0, maximum=1.0, include_minimum=False
     )
-    seed = check_seed("seed", seed)
-    rng = np.random.default_rng(seed)
+    seed = resolve_seed(check_seed("seed", seed))
+    ids = check_example_ids(example_ids, x_np.shape[0])
 
-    def body(evaluate_fn, logits_fn, x, y, stripes, sizes, offsets, colours):
+    def body(evaluate_fn, logits_fn, x, y, stripes, offsets, colours, sizes):
         return square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours)
 
-    run = compile_body(model, ("square", float(eps)), body)
+    run = compile_body(model, ("square", "per-example", float(eps)), body)
     points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
-    for _, index in points.batches(rounds=range(restarts)):
+    for restart, index in points.batches(rounds=range(restarts)):
         draws = draw_square_randomness(
-            int(rng.integers(2**31)),
-            bucket_size(index.size),  # the padded batch: one stripe per row
+            ExampleRandom(seed, (STREAMS["square"], restart), ids[index]),
+            index.size,
             x_np.shape[1:],
             n_queries,
             p_init,
             rescale_schedule,
         )
-        best, best_margin, _ = run_padded(
-            run,
-            [x_np[index], y_np[index].astype("int32"), draws["stripes"]],
-            [draws["sizes"], draws["offsets"], draws["colours"]],
-        )
+        batched = [x_np[index], y_np[index].astype("int32"), draws["stripes"]]
+        batched += [draws["offsets"], draws["colours"]]
+        best, best_margin, _ = run_padded(run, batched, [draws["sizes"]])
         fooled = best_margin <= 0
         fooled &= predict_labels(model, best) != y_np[index]
         points.record(index, fooled, best)

@@ -1,13 +1,16 @@
 """`evaluate_robustness`: accuracy under several attacks, worst case, sanity checks.
 
 The evaluation runs in stages: check the arguments and resolve the attacks
-(`specformer_keras.evaluation.specs`), then per batch check the model
-(`specformer_keras.evaluation.model_checks`, first batch in full), attack the
-points and count the robust ones (`_Tally`), then assemble the report and add
-the sanity checks (`specformer_keras.evaluation.sanity`). `print_report`
-prints a report.
+(`specformer_keras.evaluation.specs`), open the output folder
+(`specformer_keras.evaluation.store`), check the model on the first batch
+(`specformer_keras.evaluation.model_checks`), then per batch of this process's
+share attack the points, or read the results back from the folder (`_Run`),
+gather the batches of all processes (`specformer_keras.distributed`), and
+assemble the report with its sanity checks
+(`specformer_keras.evaluation.sanity`). `print_report` prints a report.
 """
 
+import os
 import time
 
 import keras
@@ -16,6 +19,11 @@ import numpy as np
 from specformer_keras.attacks.inputs import prepare_inputs, to_numpy
 from specformer_keras.attacks.norms import check_eps, check_norm, within_budget
 from specformer_keras.attacks.runner import predict_labels, predict_logits
+from specformer_keras.distributed import (
+    allgather_objects,
+    process_layout,
+    shard_indices,
+)
 from specformer_keras.evaluation.model_checks import check_finite_logits, preflight
 from specformer_keras.evaluation.sanity import sanity_checks
 from specformer_keras.evaluation.specs import (
@@ -24,7 +32,12 @@ from specformer_keras.evaluation.specs import (
     normalize_attacks,
     resolve_attacks,
 )
-from specformer_keras.utils.validation import check_int, check_seed
+from specformer_keras.evaluation.store import (
+    ResultStore,
+    data_fingerprint,
+    model_fingerprint,
+)
+from specformer_keras.utils.validation import check_bool, check_int, check_seed
 
 
 def evaluate_robustness(
@@ -38,26 +51,58 @@ def evaluate_robustness(
     verbose=True,
     check_more_steps=False,
     sanity_points=256,
+    output_dir=None,
+    resume=True,
 ):
     """Accuracy of ``model`` under several attacks, per-point worst case, sanity checks.
+
+    Every point's random draws depend only on ``seed`` and the point's index
+    in ``data`` (`specformer_keras.attacks.randomness`), so its verdict is the
+    same whatever the batch size, the process that evaluates it, or where an
+    interrupted evaluation resumed.
+
+    With several processes (one per host, started with
+    `specformer_keras.distributed.initialize`), each process attacks its
+    share of the batches (array data: a contiguous block of batches from
+    `specformer_keras.distributed.shard_indices`; an iterable: every
+    ``process_count``-th batch) and the per-point results are gathered with
+    `specformer_keras.distributed.allgather_objects`: every process returns
+    the same report, equal to a single-process run except for ``layout`` and
+    ``seconds``.
+
+    With ``output_dir``, each attack's per-point results on each batch are
+    written there as soon as they are known (one small file per attack and
+    batch, atomically; see `specformer_keras.evaluation.store`), with a
+    manifest of the settings; a rerun with the same arguments skips the
+    finished batches and returns the report an uninterrupted run returns
+    (except ``seconds``), and the final report is written to
+    ``output_dir/report.json``.
 
     Args:
         model: Keras model mapping images in ``[0, 1]`` to logits (run with
             ``training=False``).
         data: ``(x, y)`` arrays, or a ``tf.data.Dataset`` (or iterable) of
-            ``(x, y)`` batches (used as batched; integer or one-hot labels).
+            ``(x, y)`` batches (used as batched; integer or one-hot labels; an
+            iterable must give the same batches in the same order on every
+            process and every rerun).
         attacks: names among ``"clean"``, ``"fgsm"``, ``"pgdN"``, ``"cwN"``,
             ``"autoattack"``, ``"square"`` (see the module docstring) or
             callables ``attack(model, x, y, eps) -> x_adv``.
         eps: budget in pixel units (``8/255`` by default).
         norm: ``"linf"`` or ``"l2"``.
         batch_size: batch size for array data and for AutoAttack's calls.
-        seed: base seed of the random starts (batch ``i`` uses ``seed + i``);
-            None for fresh randomness.
-        verbose: show a tqdm progress bar and print the summary.
+        seed: seed of the random starts and searches (drawn per example from
+            ``seed`` and the point's index); None for fresh randomness (not
+            with ``output_dir``).
+        verbose: show a tqdm progress bar per attack (with an ETA; on process
+            0 only) and print the summary.
         check_more_steps: also run every ``pgdN`` / ``cwN`` with ``5 N`` steps on
             the first ``sanity_points`` points and flag a higher accuracy.
         sanity_points: points used by the extra more-steps check.
+        output_dir: folder for the per-batch results, the manifest and the
+            final report (None: keep nothing on disk).
+        resume: with ``output_dir``: continue the evaluation found there
+            (True), or refuse a folder that already holds one (False).
 
     Returns:
         JSON-serializable dict: ``accuracy`` ``{attack: float or None}`` (None
@@ -66,10 +111,13 @@ def evaluate_robustness(
         per-point worst case of all attacks run), ``warnings`` (list of str),
         ``sanity_checks`` ``{check: bool or None}`` (True means the check
         failed; None means it did not run), ``unavailable`` ``{attack: reason}``,
-        ``seconds`` ``{attack: float}``, ``backend``, ``preflight``
-        (``{"points", "zero_gradient_points"}`` of the checked first batch)
-        and, when AutoAttack ran, ``autoattack_broken_by``
-        ``{component: points}``.
+        ``seconds`` ``{attack: float}`` (summed over batches and processes),
+        ``backend``, ``layout`` (`ProcessLayout.to_dict()` plus
+        ``batch_size``), ``per_point`` ``{"clean", attack or "worst_case":
+        str}`` (one character per point in data order, ``"1"``: classified
+        correctly clean and under the attack), ``preflight`` (``{"points",
+        "zero_gradient_points"}`` of the checked first batch) and, when
+        AutoAttack ran, ``autoattack_broken_by`` ``{component: points}``.
 
     Raises:
         PreflightError: (a ``ValueError``) before any attack runs, if the
@@ -77,7 +125,11 @@ def evaluate_robustness(
             input gradient on every point of the first batch while a gradient
             attack is requested (see `preflight`); also for non-finite clean
             logits on a later batch.
-        ValueError, TypeError: for invalid arguments or data.
+        ValueError, TypeError: for invalid arguments or data, and for an
+            ``output_dir`` holding an evaluation of other settings (the
+            message names what differs) or other data.
+        CorruptFileError: (a ``ValueError``) a file in ``output_dir`` that
+            cannot be read back, named in the message.
 
     Example:
 
@@ -97,174 +149,348 @@ def evaluate_robustness(
     check_norm(norm)
     check_int("batch_size", batch_size)
     check_seed("seed", seed)
+    check_bool("verbose", verbose)
+    check_bool("check_more_steps", check_more_steps)
     check_int("sanity_points", sanity_points)
+    check_bool("resume", resume)
+    if output_dir is not None:
+        if not isinstance(output_dir, (str, os.PathLike)):
+            raise TypeError(
+                "Argument `output_dir` must be a folder path (str or os.PathLike) "
+                f"or None. Received: output_dir={output_dir!r}"
+            )
+        if seed is None:
+            raise ValueError(
+                "Argument `seed` must be an integer when `output_dir` is given: a "
+                "resumed evaluation must draw the same random starts again. "
+                "Received: seed=None"
+            )
     eps = float(eps)
     resolved, extra = resolve_attacks(attacks, eps, norm, batch_size, check_more_steps)
-    tally = _Tally(resolved, extra)
-    generator, total = _batches(data, batch_size)
-    progress = _progress(generator, total, verbose)
+    source = _batches(data, batch_size)
+    layout = process_layout()
+    store = None
+    if output_dir is not None:
+        settings = _settings(
+            model, source, resolved, extra, eps, norm, seed, batch_size, sanity_points
+        )
+        store = ResultStore(output_dir, settings, resume=resume)
+    run = _Run(model, resolved, extra, eps, norm, seed, sanity_points, store)
+    owned = _owned_batches(source, layout)
+    bars = _Bars(run.names, owned, source, store, verbose and layout.is_primary)
     needs_gradient = any(attack.kind in GRADIENT_KINDS for attack in resolved)
-    for batch_index, (x, y) in enumerate(progress):
-        x_np, y_np, _ = prepare_inputs(model, x, _labels(y), eps)
-        batch_seed = None if seed is None else seed + batch_index
-        clean = tally.check_clean(model, x_np, y_np, needs_gradient)
-        tally.attack(model, x_np, y_np, clean, batch_seed, eps, norm)
-        tally.more_steps(model, x_np, y_np, clean, batch_seed, sanity_points)
-        tally.n += x_np.shape[0]
-        if verbose and hasattr(progress, "set_postfix"):
-            progress.set_postfix(tally.running_accuracy())
-    if tally.n == 0:
+    records, start = [], 0
+    for batch_index, (x, y) in enumerate(source.generator):
+        mine = owned(batch_index)
+        if batch_index == 0 or mine:
+            x_np, y_np, _ = prepare_inputs(model, x, _labels(y), eps)
+            if batch_index == 0:  # on every process, before any attack
+                run.preflight(x_np, y_np, needs_gradient)
+            if mine:
+                records.append(run.batch(start, x_np, y_np, bars))
+        start += len(x)
+    bars.close()
+    if start == 0:
         raise ValueError(
             "Argument `data` must hold at least one example. Received: empty data"
         )
-    report = _assemble_report(tally, eps, norm, seed)
-    if verbose:
+    if layout.process_count > 1:
+        records = [r for part in allgather_objects(records) for r in part]
+    report = _assemble_report(run, _merge(records, start), layout, batch_size)
+    if store is not None and layout.is_primary:
+        store.write_report(report)
+    if verbose and layout.is_primary:
         print_report(report)
     return report
 
 
-class _Tally:
-    """What the batches add up to: robust points per attack, timings, logs."""
+def _settings(model, source, resolved, extra, eps, norm, seed, batch_size, points):
+    """Everything the per-point results depend on (the manifest of `ResultStore`)."""
+    import specformer_keras
 
-    def __init__(self, resolved, extra):
-        names = [attack.name for attack in resolved]
-        self.resolved, self.extra, self.names = resolved, extra, names
-        self.correct = {name: [] for name in names}
-        self.clean_correct, self.extra_correct = [], {name: [] for name in extra}
+    if source.arrays is not None:
+        data = {
+            "n": int(source.arrays[0].shape[0]),
+            "sha256": data_fingerprint(*source.arrays),
+        }
+    else:
+        data = {"n": None, "sha256": None, "note": "iterable: checked per batch"}
+    return {
+        "attacks": [a.name for a in resolved],
+        "attack_settings": {a.name: a.settings for a in resolved},
+        "more_steps": {
+            name: {"settings": a.settings, "sanity_points": points}
+            for name, a in extra.items()
+        },
+        "eps": eps,
+        "norm": norm,
+        "seed": seed,
+        "batch_size": batch_size,
+        "backend": keras.config.backend(),
+        "specformer_keras": specformer_keras.__version__,
+        "model": model_fingerprint(model),
+        "data": data,
+    }
+
+
+def _owned_batches(source, layout):
+    """``owned(batch_index) -> bool``: the batches this process attacks."""
+    if layout.process_count == 1:
+        return lambda batch_index: True
+    if source.total is not None and source.arrays is not None:
+        mine = set(shard_indices(source.total, layout).tolist())
+        return lambda batch_index: batch_index in mine
+    count, index = layout.process_count, layout.process_index
+    return lambda batch_index: batch_index % count == index
+
+
+class _Run:
+    """One evaluation's attacks, run (or read back) batch by batch."""
+
+    def __init__(self, model, resolved, extra, eps, norm, seed, sanity_points, store):
+        self.model, self.resolved, self.extra = model, resolved, extra
+        self.eps, self.norm, self.seed = eps, norm, seed
+        self.sanity_points, self.store = sanity_points, store
+        self.names = [attack.name for attack in resolved]
         self.unavailable = {}
-        self.seconds = dict.fromkeys(names, 0.0)
-        self.outside = dict.fromkeys(names, 0)
-        self.logs = []
         self.checked = None
-        self.n = 0
 
-    def check_clean(self, model, x, y, needs_gradient):
-        """Preflight (first batch) or finite-logit check; clean correctness."""
-        clean_logits = predict_logits(model, x)
-        if self.checked is None:  # before any number is computed
-            self.checked = preflight(
-                model,
-                x,
-                y,
-                logits=clean_logits,
-                needs_gradient=needs_gradient,
-                context="evaluate_robustness",
-            )
-        else:
-            check_finite_logits(clean_logits, "evaluate_robustness")
+    def preflight(self, x, y, needs_gradient):
+        """The model checks of `preflight` on the first batch of the data."""
+        self.checked = preflight(
+            self.model,
+            x,
+            y,
+            logits=predict_logits(self.model, x),
+            needs_gradient=needs_gradient,
+            context="evaluate_robustness",
+        )
+
+    def batch(self, start, x, y, bars):
+        """Per-point results of every attack on the points ``[start, start + len(x))``."""
+        stop = start + x.shape[0]
+        clean_logits = predict_logits(self.model, x)
+        check_finite_logits(clean_logits, "evaluate_robustness")
         clean = clean_logits.argmax(axis=-1) == y
-        self.clean_correct.append(clean)
-        return clean
+        ids = np.arange(start, stop)
+        digest = data_fingerprint(x, y)
+        record = {"start": start, "stop": stop, "clean": clean, "attacks": {}}
+        for index, attack in enumerate(self.resolved):
+            entry = self._load(index, attack.name, start, stop, digest)
+            if entry is None:
+                entry = self._attack(attack, x, y, clean, ids)
+                self._save(index, attack.name, start, stop, digest, entry)
+                bars.update(attack.name, computed=True)
+            else:
+                bars.update(attack.name, computed=False)
+            if entry["unavailable"] is not None:
+                self.unavailable.setdefault(attack.name, entry["unavailable"])
+            record["attacks"][attack.name] = entry
+            bars.postfix(attack.name, entry)
+        record["more_steps"] = self._more_steps(start, x, y, clean, ids, digest)
+        return record
 
-    def attack(self, model, x, y, clean, seed, eps, norm):
-        """Runs every available attack on the batch and counts the robust points."""
-        for attack in self.resolved:
-            if attack.name in self.unavailable:
-                continue
-            start = time.perf_counter()
-            try:
-                x_adv, log = attack.run(model, x, y, seed)
-                x_adv = np.asarray(x_adv, "float32")
-            except NotImplementedError as error:
-                self.unavailable[attack.name] = str(error)
-                continue
-            self.seconds[attack.name] += time.perf_counter() - start
-            if log is not None:
-                self.logs.append(log)
-            valid = within_budget(x_adv, x, eps, norm)
-            self.outside[attack.name] += int((~valid).sum())
-            fooled = (predict_labels(model, x_adv) != y) & valid
-            self.correct[attack.name].append(clean & ~fooled)
+    def _load(self, index, name, start, stop, digest, length=None):
+        if self.store is None:
+            return None
+        return self.store.load(index, name, start, stop, digest, length)
 
-    def more_steps(self, model, x, y, clean, seed, sanity_points):
+    def _save(self, index, name, start, stop, digest, entry):
+        if self.store is not None:
+            self.store.save(index, name, start, stop, digest, entry)
+
+    def _attack(self, attack, x, y, clean, ids):
+        entry = {"unavailable": None, "robust": None, "within_budget": None}
+        entry.update(seconds=0.0, log=None)
+        if attack.name in self.unavailable:
+            entry["unavailable"] = self.unavailable[attack.name]
+            return entry
+        begin = time.perf_counter()
+        try:
+            x_adv, log = attack.run(self.model, x, y, self.seed, example_ids=ids)
+            x_adv = np.asarray(x_adv, "float32")
+        except NotImplementedError as error:
+            entry["unavailable"] = str(error)
+            return entry
+        entry["seconds"] = time.perf_counter() - begin
+        valid = within_budget(x_adv, x, self.eps, self.norm)
+        fooled = (predict_labels(self.model, x_adv) != y) & valid
+        entry.update(robust=clean & ~fooled, within_budget=valid, log=log)
+        return entry
+
+    def _more_steps(self, start, x, y, clean, ids, digest):
         """The more-steps reruns on the batch's share of the first points."""
-        room = sanity_points - self.n
+        room = min(self.sanity_points - start, x.shape[0])
+        results = {}
+        if room <= 0:
+            return results
         for name, attack in self.extra.items():
-            if room > 0 and name not in self.unavailable:
+            if name in self.unavailable:
+                continue
+            key = f"more_steps-{name}"
+            entry = self._load("x", key, start, start + room, digest, room)
+            if entry is None:
                 x_part, y_part = x[:room], y[:room]
-                x_adv, _ = attack.run(model, x_part, y_part, seed)
-                fooled = predict_labels(model, x_adv) != y_part
-                self.extra_correct[name].append(clean[:room] & ~fooled)
-
-    def running_accuracy(self):
-        return {
-            k: f"{np.concatenate(v).mean():.3f}" for k, v in self.correct.items() if v
-        }
-
-    def per_point(self):
-        return {
-            name: np.concatenate(v)
-            for name, v in self.correct.items()
-            if name not in self.unavailable
-        }
+                begin = time.perf_counter()
+                x_adv, _ = attack.run(self.model, x_part, y_part, self.seed, ids[:room])
+                fooled = predict_labels(self.model, x_adv) != y_part
+                valid = np.ones(room, bool)
+                entry = {"robust": clean[:room] & ~fooled, "within_budget": valid}
+                entry.update(unavailable=None, log=None)
+                entry["seconds"] = time.perf_counter() - begin
+                self._save("x", key, start, start + room, digest, entry)
+            results[name] = entry["robust"]
+        return results
 
 
-def _assemble_report(tally, eps, norm, seed):
-    """The report dict of a finished `_Tally`, with its sanity checks."""
-    per_point = tally.per_point()
-    worst = np.concatenate(tally.clean_correct)
+def _merge(records, n):
+    """The batch records of all processes in data order, checked to cover ``[0, n)``."""
+    records = sorted(records, key=lambda record: record["start"])
+    position = 0
+    for record in records:
+        if record["start"] != position:
+            raise RuntimeError(
+                f"evaluate_robustness: the gathered batches do not cover the data "
+                f"(points [{position}, {record['start']}) missing or repeated); did "
+                "every process iterate the same data?"
+            )
+        position = record["stop"]
+    if position != n:
+        raise RuntimeError(
+            f"evaluate_robustness: the gathered batches cover {position} of {n} points"
+        )
+    return records
+
+
+class _Bars:
+    """One tqdm bar per attack (batches done, with an ETA), or nothing."""
+
+    def __init__(self, names, owned, source, store, verbose):
+        self.bars = {}
+        if not verbose:
+            return
+        from tqdm.auto import tqdm
+
+        total = None
+        if source.total is not None:
+            total = sum(owned(i) for i in range(source.total))
+        for position, name in enumerate(names):
+            self.bars[name] = tqdm(
+                total=total, desc=f"{name:>12}", unit="batch", position=position
+            )
+
+    def update(self, name, computed):
+        bar = self.bars.get(name)
+        if bar is None:
+            return
+        if computed:
+            bar.update(1)
+        else:  # read back from output_dir: counted as done, not in the rate
+            bar.n += 1
+            bar.initial += 1
+            bar.refresh()
+
+    def postfix(self, name, entry):
+        bar = self.bars.get(name)
+        if bar is not None and entry["robust"] is not None:
+            bar.robust = getattr(bar, "robust", 0) + int(entry["robust"].sum())
+            bar.points = getattr(bar, "points", 0) + entry["robust"].size
+            bar.set_postfix(accuracy=f"{bar.robust / bar.points:.3f}", refresh=False)
+
+    def close(self):
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _assemble_report(run, records, layout, batch_size):
+    """The report dict of the merged batch records, with its sanity checks."""
+    n = records[-1]["stop"]
+    clean = np.concatenate([r["clean"] for r in records])
+    per_point, outside, seconds, logs = {}, {}, {}, []
+    unavailable = {}
+    for record in records:
+        for name, entry in record["attacks"].items():
+            if entry["unavailable"] is not None:
+                unavailable.setdefault(name, entry["unavailable"])
+    for name in run.names:
+        if name in unavailable:
+            continue
+        entries = [r["attacks"][name] for r in records]
+        per_point[name] = np.concatenate([e["robust"] for e in entries])
+        outside[name] = int(sum((~e["within_budget"]).sum() for e in entries))
+        seconds[name] = float(sum(e["seconds"] for e in entries))
+        logs += [e["log"] for e in entries if e["log"] is not None]
+    worst = clean.copy()
     for values in per_point.values():
         worst = worst & values
     report = {
         "accuracy": {
             name: (float(per_point[name].mean()) if name in per_point else None)
-            for name in tally.names
+            for name in run.names
         },
-        "n": int(tally.n),
-        "eps": eps,
-        "norm": norm,
-        "seed": seed,
-        "settings": {attack.name: attack.settings for attack in tally.resolved},
+        "n": int(n),
+        "eps": run.eps,
+        "norm": run.norm,
+        "seed": run.seed,
+        "settings": {attack.name: attack.settings for attack in run.resolved},
         "worst_case": float(worst.mean()),
-        "unavailable": tally.unavailable,
-        "seconds": {
-            k: float(v) for k, v in tally.seconds.items() if k not in tally.unavailable
-        },
+        "unavailable": unavailable,
+        "seconds": seconds,
         "backend": keras.config.backend(),
-        "preflight": {k: v for k, v in tally.checked.items() if k != "warnings"},
+        "layout": {**layout.to_dict(), "batch_size": int(batch_size)},
+        "preflight": {k: v for k, v in run.checked.items() if k != "warnings"},
     }
-    if tally.logs:
+    if logs:
         broken = {}
-        for log in tally.logs:
+        for log in logs:
             for component, count in log["broken_by"].items():
                 broken[component] = broken.get(component, 0) + int(count)
         report["autoattack_broken_by"] = broken
-    more_steps = _more_steps_summary(tally, per_point)
+    extra_correct = {
+        name: [r["more_steps"][name] for r in records if name in r["more_steps"]]
+        for name in run.extra
+        if name not in unavailable
+    }
+    more_steps = _more_steps_summary(run.extra, extra_correct, per_point)
     if more_steps:
         report["more_steps_check"] = more_steps
     checks, warnings = sanity_checks(
-        report, tally.resolved, per_point, tally.outside, more_steps, tally.n
+        report, run.resolved, per_point, outside, more_steps, int(n)
     )
-    checks["zero_input_gradient"] = bool(tally.checked["zero_gradient_points"])
+    checks["zero_input_gradient"] = bool(run.checked["zero_gradient_points"])
     report["sanity_checks"] = checks
-    report["warnings"] = tally.checked["warnings"] + warnings
+    report["warnings"] = run.checked["warnings"] + warnings
+    report["per_point"] = {
+        name: "".join("1" if v else "0" for v in values)
+        for name, values in {"clean": clean, **per_point, "worst_case": worst}.items()
+    }
     return report
 
 
-def _more_steps_summary(tally, per_point):
+def _more_steps_summary(extra, extra_correct, per_point):
     more_steps = {}
-    for name, values in tally.extra_correct.items():
+    for name, values in extra_correct.items():
         if values:
             subset = per_point[name][: sum(len(v) for v in values)]
             more_steps[name] = {
                 "points": int(subset.size),
-                "steps": tally.extra[name].settings["steps"],
+                "steps": extra[name].settings["steps"],
                 "accuracy": float(np.concatenate(values).mean()),
                 "accuracy_with_fewer_steps": float(subset.mean()),
             }
     return more_steps
 
 
-def _progress(generator, total, verbose):
-    if not verbose:
-        return generator
-    from tqdm.auto import tqdm
+class _Source:
+    """Batches of ``data``: ``generator`` of numpy ``(x, y)``, ``total`` batches
+    (None if unknown) and, for array data, ``arrays`` ``(x, y)``."""
 
-    return tqdm(generator, total=total, desc="robustness", unit="batch")
+    def __init__(self, generator, total, arrays=None):
+        self.generator, self.total, self.arrays = generator, total, arrays
 
 
 def _batches(data, batch_size):
-    """Yields numpy ``(x, y)`` batches of ``data``; also returns a batch count."""
+    """The `_Source` of ``data`` (arrays cut into ``batch_size`` batches)."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = (to_numpy(part) for part in data)
         if x.shape[0] != y.shape[0]:
@@ -277,7 +503,7 @@ def _batches(data, batch_size):
             (x[i : i + batch_size], y[i : i + batch_size])
             for i in range(0, len(x), batch_size)
         )
-        return generator, total
+        return _Source(generator, total, (x, y))
     if not hasattr(data, "__iter__"):
         raise TypeError(
             "Argument `data` must be a tuple (x, y) of arrays, or a tf.data.Dataset "
@@ -303,7 +529,7 @@ def _batches(data, batch_size):
                 )
             yield x, y
 
-    return generator(), total
+    return _Source(generator(), total)
 
 
 def _labels(y):

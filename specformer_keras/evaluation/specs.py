@@ -21,9 +21,13 @@ GRADIENT_KINDS = ("single_step", "iterative")
 class AttackSpec:
     """A resolved attack: ``name``, ``kind``, ``settings`` and ``run``.
 
-    ``run(model, x, y, seed)`` returns ``(x_adv, log)``: the adversarial
-    inputs and a dict of what the attack reports about itself (AutoAttack's
-    ``{"broken_by": {component: points}, ...}``), or None.
+    ``run(model, x, y, seed, example_ids)`` returns ``(x_adv, log)``: the
+    adversarial inputs and a dict of what the attack reports about itself
+    (AutoAttack's ``{"broken_by": {component: points}, ...}``), or None.
+    ``example_ids`` are the points' indices in the evaluated set: the named
+    attacks draw their random numbers per example from ``seed`` and these ids
+    (`specformer_keras.attacks.randomness`), so a point's verdict does not
+    depend on its batch, shard or resume point.
     ``kind`` is one of ``"clean"``, ``"single_step"``, ``"iterative"``,
     ``"gradient_free"`` and ``"custom"``.
     """
@@ -36,8 +40,19 @@ def iterative_attack(prefix, loss, steps, eps, norm):
     """The `AttackSpec` of ``"pgdN"`` (``loss="ce"``) or ``"cwN"`` (``loss="cw"``)."""
     step_size = eps / 4 if eps > 0 else 1.0  # a zero ball returns x anyway
 
-    def run(model, x, y, seed):
-        x_adv = pgd(model, x, y, eps, step_size, steps, norm=norm, loss=loss, seed=seed)
+    def run(model, x, y, seed, example_ids=None):
+        x_adv = pgd(
+            model,
+            x,
+            y,
+            eps,
+            step_size,
+            steps,
+            norm=norm,
+            loss=loss,
+            seed=seed,
+            example_ids=example_ids,
+        )
         return x_adv, None
 
     settings = {
@@ -55,7 +70,7 @@ def iterative_attack(prefix, loss, steps, eps, norm):
 def _callable_attack(spec, eps):
     name = getattr(spec, "__name__", type(spec).__name__)
 
-    def run(model, x, y, seed):
+    def run(model, x, y, seed, example_ids=None):
         return spec(model, x, y, eps), None
 
     return AttackSpec(name, "custom", {"attack": "callable", "name": name}, run)
@@ -64,14 +79,14 @@ def _callable_attack(spec, eps):
 def _fgsm_attack(eps, norm):
     settings = {"attack": "fgsm", "loss": "ce", "norm": norm, "step_size": float(eps)}
 
-    def run(model, x, y, seed):
+    def run(model, x, y, seed, example_ids=None):
         return fgsm(model, x, y, eps, norm), None
 
     return AttackSpec("fgsm", "single_step", settings, run)
 
 
 def _autoattack(eps, norm, batch_size):
-    def run(model, x, y, seed):
+    def run(model, x, y, seed, example_ids=None):
         from specformer_keras.attacks.autoattack import autoattack
 
         return autoattack(
@@ -84,6 +99,7 @@ def _autoattack(eps, norm, batch_size):
             seed=0 if seed is None else seed,
             batch_size=batch_size,
             return_log=True,
+            example_ids=example_ids,
         )
 
     settings = {"attack": "autoattack", "version": "standard", "norm": norm}
@@ -91,14 +107,27 @@ def _autoattack(eps, norm, batch_size):
 
 
 def _square_attack(queries, eps, norm):
-    def run(model, x, y, seed):
+    def run(model, x, y, seed, example_ids=None):
         from specformer_keras.attacks.square import square
 
-        x_adv = square(model, x, y, eps, norm=norm, n_queries=queries, seed=seed)
+        x_adv = square(
+            model,
+            x,
+            y,
+            eps,
+            norm=norm,
+            n_queries=queries,
+            seed=seed,
+            example_ids=example_ids,
+        )
         return x_adv, None
 
     settings = {"attack": "square", "norm": norm, "n_queries": queries, "p_init": 0.8}
     return AttackSpec("square", "gradient_free", settings, run)
+
+
+def _clean_run(model, x, y, seed, example_ids=None):
+    return x, None
 
 
 def resolve_attack(spec, eps, norm, batch_size):
@@ -116,7 +145,7 @@ def resolve_attack(spec, eps, norm, batch_size):
             f"attack(model, x, y, eps) -> x_adv. Received: attacks entry={spec!r}"
         )
     if spec == "clean":
-        return AttackSpec("clean", "clean", {}, lambda model, x, y, seed: (x, None))
+        return AttackSpec("clean", "clean", {}, _clean_run)
     if spec == "fgsm":
         return _fgsm_attack(eps, norm)
     match = re.fullmatch(r"(pgd|cw)(\d+)", spec)
