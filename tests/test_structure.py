@@ -94,7 +94,9 @@ def private_imports(path, root=REPO_ROOT):
                 found.append(f"line {node.lineno}: from {source} import ...")
             for alias in node.names:
                 if is_private(alias.name):
-                    found.append(f"line {node.lineno}: from {source} import {alias.name}")
+                    found.append(
+                        f"line {node.lineno}: from {source} import {alias.name}"
+                    )
                 else:  # may be a submodule: `from specformer_keras import spectral`
                     modules[alias.asname or alias.name] = f"{source}.{alias.name}"
     for node in ast.walk(tree):
@@ -134,9 +136,7 @@ def test_the_checker_sees_each_form_of_private_import(tmp_path):
 
 
 def test_no_private_name_is_imported_across_modules():
-    violations = {
-        path: found for path in ALL_FILES if (found := private_imports(path))
-    }
+    violations = {path: found for path in ALL_FILES if (found := private_imports(path))}
     assert not violations, (
         "private names used across modules (make them public, or move the code "
         f"where it is used): {violations}"

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from autodiff import grad_wrt_variable
+from testing import run_layer_test
 
 from specformer_keras import SpectralMultiHeadAttention
 from specformer_keras.spectral import exact_spectral_norms
@@ -29,6 +30,24 @@ def state(layer):
 
 def kernel(layer, name):
     return np.asarray(getattr(layer, f"{name}_dense").kernel.numpy(), np.float64)
+
+
+@pytest.mark.parametrize(
+    "penalty, num_state",
+    [(1e-2, 6), ((1e-2, 0.0, 3e-2), 4), ((0.0, 1e-2, 0.0), 2), (0.0, 0)],
+)
+def test_layer_harness(penalty, num_state):
+    # Kernels and biases of query, key, value and output; u and v per
+    # penalized projection. Query and value differ (cross-attention shapes).
+    run_layer_test(
+        SpectralMultiHeadAttention,
+        dict(num_heads=HEADS, key_dim=HEAD_DIM, penalty=penalty, seed=3),
+        input_shape={"query_shape": (2, 5, D_MODEL), "value_shape": (2, 3, 8)},
+        expected_output_shape=(2, 5, D_MODEL),
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=num_state,
+        supports_masking=True,
+    )
 
 
 def test_power_iteration_converges_to_exact_svd_per_head():

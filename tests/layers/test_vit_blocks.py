@@ -1,8 +1,9 @@
-"""ViT building blocks: argument validation and unknown keyword arguments."""
+"""ViT building blocks: the layer harness, argument validation, unknown keyword arguments."""
 
 import keras
 import numpy as np
 import pytest
+from testing import run_layer_test
 
 from specformer_keras import SpectralMultiHeadAttention
 from specformer_keras.layers import (
@@ -13,6 +14,78 @@ from specformer_keras.layers import (
 )
 
 BLOCK = dict(hidden_dim=8, num_heads=2, mlp_dim=8)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, init_kwargs, input_shape, output_shape, trainable, state",
+    [
+        # Conv kernel and bias.
+        (
+            PatchEmbedding,
+            dict(patch_size=4, hidden_dim=8),
+            (2, 8, 8, 3),
+            (2, 4, 8),
+            2,
+            0,
+        ),
+        # Class token and positions; positions only.
+        (ClassTokenAndPosition, dict(num_patches=4), (2, 4, 8), (2, 5, 8), 2, 0),
+        (
+            ClassTokenAndPosition,
+            dict(num_patches=4, use_class_token=False),
+            (2, 4, 8),
+            (2, 4, 8),
+            1,
+            0,
+        ),
+        (StochasticDepth, dict(rate=0.5, seed=0), (4, 3, 2), (4, 3, 2), 0, 0),
+        # 2 LayerNorms, attention (q, k, v, o), 2 Dense: 16; u and v of q, k, v.
+        (
+            EncoderBlock,
+            dict(**BLOCK, penalty=1e-2, seed=0),
+            (2, 3, 8),
+            (2, 3, 8),
+            16,
+            6,
+        ),
+        (
+            EncoderBlock,
+            dict(**BLOCK, penalty=(0.0, 0.0, 1e-2), drop_path_rate=0.1, seed=0),
+            (2, 3, 8),
+            (2, 3, 8),
+            16,
+            2,
+        ),
+        (
+            EncoderBlock,
+            dict(**BLOCK, attention_cls=keras.layers.MultiHeadAttention),
+            (2, 3, 8),
+            (2, 3, 8),
+            16,
+            0,
+        ),
+    ],
+    ids=[
+        "PatchEmbedding",
+        "ClassTokenAndPosition",
+        "ClassTokenAndPosition-no-token",
+        "StochasticDepth",
+        "EncoderBlock-msvp",
+        "EncoderBlock-value-only",
+        "EncoderBlock-plain",
+    ],
+)
+def test_layer_harness(
+    layer_cls, init_kwargs, input_shape, output_shape, trainable, state
+):
+    run_layer_test(
+        layer_cls,
+        init_kwargs,
+        input_shape=input_shape,
+        expected_output_shape=output_shape,
+        expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=state,
+    )
 
 
 @pytest.mark.parametrize(
