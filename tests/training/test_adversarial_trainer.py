@@ -11,6 +11,7 @@ attack is exact (the worst case is coordinate-wise).
 import keras
 import numpy as np
 import pytest
+from testing import tiny_images, tiny_vit
 
 from specformer_keras import SpectralViT
 from specformer_keras.attacks import apgd, pgd
@@ -23,21 +24,6 @@ from specformer_keras.training.objectives import (
 )
 
 # === Helpers ===
-
-
-def tiny_vit(penalty=1e-2, seed=0):
-    keras.utils.set_random_seed(seed)  # same weights on every call
-    return SpectralViT(
-        image_size=8,
-        patch_size=4,
-        num_classes=3,
-        hidden_dim=16,
-        depth=1,
-        num_heads=2,
-        mlp_dim=16,
-        penalty=penalty,
-        seed=seed,
-    )
 
 
 def twin(model):
@@ -57,13 +43,6 @@ def linear_model(num_features=16, num_classes=3, seed=0):
             keras.layers.Dense(num_classes, bias_initializer="random_normal"),
         ]
     )
-
-
-def images(n=16, size=8, channels=3, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, size, size, channels)).astype("float32")
-    y = rng.integers(0, classes, size=n)
-    return x, y
 
 
 def softmax(z):
@@ -253,7 +232,7 @@ def clean_training_run(x, y, model, epochs):
     ids=["pgd_at_steps0", "trades_beta0"],
 )
 def test_reduces_to_clean_training(trainer_kwargs):
-    x, y = images()
+    x, y = tiny_images()
     model = tiny_vit()
     clean, clean_weights = clean_training_run(x, y, model, epochs=2)
     trainer = AdversarialTrainer(model, **trainer_kwargs)
@@ -273,7 +252,7 @@ def test_reduces_to_clean_training(trainer_kwargs):
 
 @pytest.mark.parametrize("method", ["pgd_at", "trades"])
 def test_msvp_penalty_is_in_the_loss_once_and_uv_move_once(method):
-    x, y = images(n=8)
+    x, y = tiny_images(n=8)
     model = tiny_vit(penalty=0.05)
     plain = tiny_vit(penalty=0.0)
     for target, source in zip(plain.trainable_weights, model.trainable_weights):
@@ -306,7 +285,7 @@ def test_msvp_penalty_is_in_the_loss_once_and_uv_move_once(method):
 
 
 def test_attack_forward_passes_leave_uv_untouched():
-    x, _ = images(n=4)
+    x, _ = tiny_images(n=4)
     model = tiny_vit()
     trainer = AdversarialTrainer(model, steps=3, seed=0)
     before = numpy_state(model)
@@ -388,7 +367,7 @@ def test_pgd_at_beats_clean_training_on_robust_accuracy():
 
 
 def test_logs_evaluate_predict_and_standalone_classifier(tmp_path):
-    x, y = images()
+    x, y = tiny_images()
     model = tiny_vit()
     trainer = AdversarialTrainer(
         model, method="pgd_at", steps=1, track_clean_accuracy=True, seed=0
@@ -424,7 +403,7 @@ def test_logs_evaluate_predict_and_standalone_classifier(tmp_path):
 
 
 def test_clean_accuracy_is_measured_before_the_update():
-    x, y = images(n=8, size=4, channels=1)
+    x, y = tiny_images(n=8, size=4, channels=1)
     model = linear_model()
     before = np.argmax(keras.ops.convert_to_numpy(model(x)), -1)
     trainer = AdversarialTrainer(model, steps=1, track_clean_accuracy=True, seed=0)
@@ -434,7 +413,7 @@ def test_clean_accuracy_is_measured_before_the_update():
 
 
 def test_one_hot_targets_with_categorical_loss():
-    x, y = images(n=8, size=4, channels=1)
+    x, y = tiny_images(n=8, size=4, channels=1)
     trainer = AdversarialTrainer(linear_model(), method="trades", steps=1, seed=0)
     trainer.compile(
         optimizer="adam",
@@ -497,7 +476,7 @@ def _trainer(model=None, **kwargs):
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_images_in_0_255_are_refused(kind):
-    x, y = images(n=16, size=4, channels=1)
+    x, y = tiny_images(n=16, size=4, channels=1)
     with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255.*max=2"):
         _trainer().fit(**_inputs(kind, x * 255.0, y), epochs=1, verbose=0)
 
@@ -505,7 +484,7 @@ def test_images_in_0_255_are_refused(kind):
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_out_of_range_labels_are_refused(kind):
     # On JAX an out-of-range label trained with zero cross-entropy.
-    x, y = images(n=16, size=4, channels=1)
+    x, y = tiny_images(n=16, size=4, channels=1)
     y = y.copy()
     y[0] = 3  # 3 classes
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\].*max=3"):
@@ -513,7 +492,7 @@ def test_out_of_range_labels_are_refused(kind):
 
 
 def test_label_checks_cover_negative_non_integer_and_one_hot_width():
-    x, y = images(n=8, size=4, channels=1)
+    x, y = tiny_images(n=8, size=4, channels=1)
     with pytest.raises(ValueError, match="min=-1"):
         _trainer().fit(x, y - 1, verbose=0)
     with pytest.raises(TypeError, match="integer class indices"):
@@ -525,7 +504,7 @@ def test_label_checks_cover_negative_non_integer_and_one_hot_width():
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_valid_inputs_train_on_every_batch(kind):
     # The peeked first batch is not lost: a generator still yields all batches.
-    x, y = images(n=16, size=4, channels=1)
+    x, y = tiny_images(n=16, size=4, channels=1)
     # A pixel overshoot within the tolerance (resampling) is accepted.
     x[0, 0, 0, 0] = 1.01
     trainer = _trainer()
@@ -536,7 +515,7 @@ def test_valid_inputs_train_on_every_batch(kind):
 def test_model_faults_are_refused_before_training():
     from specformer_keras.evaluation import PreflightError
 
-    x, y = images(n=8, size=4, channels=1)
+    x, y = tiny_images(n=8, size=4, channels=1)
     softmax_model = keras.Sequential(
         [
             keras.Input((4, 4, 1)),
@@ -563,7 +542,7 @@ def test_model_faults_are_refused_before_training():
 def test_keras_file_round_trip_continues_training(tmp_path):
     # Before: the loaded trainer was not compiled ('NoneType' object has no
     # attribute 'update_state' in fit).
-    x, y = images()
+    x, y = tiny_images()
     trainer = AdversarialTrainer(tiny_vit(), method="trades", steps=1, seed=0)
     trainer.compile(optimizer="adam", metrics=["accuracy"])
     trainer.fit(x, y, batch_size=8, epochs=1, verbose=0)
