@@ -6,33 +6,19 @@
 variable values are arguments of the compiled function (not baked-in
 constants), so the cache stays valid when the weights change. Input gradients
 come from ``jax.value_and_grad`` with respect to ``x``. Compiled functions are
-cached per model (weakly) and ``key``; JAX retraces per input shape.
+cached per model (weakly) and ``key`` (`compile_cache`); JAX retraces per
+input shape.
 """
-
-import weakref
 
 import jax
 import numpy as np
 from keras import ops
 
-_CACHE = weakref.WeakKeyDictionary()
+from specformer_keras.backend.compile_cache import cached_compile_body
 
 
-def compile_body(model, key, body):
-    """Compiled numpy-in / numpy-out runner of ``body`` (see module docstring).
-
-    Args:
-        model: Keras model returning logits.
-        key: hashable description of the static settings closed over by body.
-        body: ``body(evaluate_fn, logits_fn, *tensors) -> tuple of tensors`` with
-            ``evaluate_fn(loss_fn, x, *loss_args) -> (loss, d sum(loss)/dx, logits)``.
-
-    Returns:
-        ``run(*arrays) -> tuple of numpy arrays``.
-    """
-    per_model = _CACHE.setdefault(model, {})
-    if key in per_model:
-        return per_model[key]
+def build_runner(model, body):
+    """``run(*arrays)``: ``body`` under ``jax.jit`` (see module docstring)."""
 
     def inner(trainable, non_trainable, *tensors):
         def logits_fn(x):
@@ -60,5 +46,8 @@ def compile_body(model, key, body):
         outputs = compiled(trainable, non_trainable, *arrays)
         return tuple(np.asarray(o) for o in outputs)
 
-    per_model[key] = run
     return run
+
+
+compile_body = cached_compile_body(build_runner)
+_CACHE = compile_body.cache  # {model: {key: run}}

@@ -65,22 +65,19 @@ class JAXAdversarialSteps:
             return logits
 
         # 1. Inner maximization, inference mode (no u/v update, no penalty).
-        target = self.attack_target(y, logits_fn, x)
         x_start, non_trainable_variables = self._stateless_random_start(
             non_trainable_variables, x
         )
-        x_adv = self.generate_adversarial(
+        x_train, clean_logits = self.adversarial_step_inputs(
             x,
-            x_start,
-            target,
+            y,
+            logits_fn,
             self.input_value_and_grad_fn(trainable_variables, non_trainable_variables),
+            x_start,
         )
-        clean_logits = None
-        if self.track_clean_accuracy and self.method == "pgd_at":
-            clean_logits = logits_fn(x)
 
         # 2. One training-mode forward pass (u/v step, add_loss) and the update.
-        x_train = jax.lax.stop_gradient(self.training_inputs(x, x_adv))
+        x_train = jax.lax.stop_gradient(x_train)
         grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
         (_, aux), grads = grad_fn(
             trainable_variables,

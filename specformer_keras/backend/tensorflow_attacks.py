@@ -5,36 +5,23 @@
 ``tf.function(jit_compile=True)``, with the live model run in inference mode
 (``training=False``) and input gradients from a ``tf.GradientTape`` that
 watches only the input. Compiled functions are cached per model (weakly) and
-``key``; TensorFlow retraces per input shape.
+``key`` (`compile_cache`); TensorFlow retraces per input shape.
 """
-
-import weakref
 
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
-_CACHE = weakref.WeakKeyDictionary()
+from specformer_keras.backend.compile_cache import (
+    cached_compile_body,
+    inference_logits,
+)
 
 
-def compile_body(model, key, body):
-    """Compiled numpy-in / numpy-out runner of ``body`` (see module docstring).
-
-    Args:
-        model: Keras model returning logits.
-        key: hashable description of the static settings closed over by body.
-        body: ``body(evaluate_fn, logits_fn, *tensors) -> tuple of tensors`` with
-            ``evaluate_fn(loss_fn, x, *loss_args) -> (loss, d sum(loss)/dx, logits)``.
-
-    Returns:
-        ``run(*arrays) -> tuple of numpy arrays``.
-    """
-    per_model = _CACHE.setdefault(model, {})
-    if key in per_model:
-        return per_model[key]
+def build_runner(model, body):
+    """``run(*arrays)``: ``body`` under ``tf.function(jit_compile=True)``."""
 
     def logits_fn(x):
-        return ops.cast(model(x, training=False), "float32")
+        return inference_logits(model, x)
 
     def evaluate_fn(loss_fn, x, *loss_args):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -55,5 +42,8 @@ def compile_body(model, key, body):
         outputs = compiled(*[tf.convert_to_tensor(a) for a in arrays])
         return tuple(np.asarray(o) for o in outputs)
 
-    per_model[key] = run
     return run
+
+
+compile_body = cached_compile_body(build_runner)
+_CACHE = compile_body.cache  # {model: {key: run}}

@@ -32,11 +32,7 @@ class TensorFlowAdversarialSteps:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, "float32")
 
-        def logits_fn(inputs):
-            return self.classifier(inputs, training=False)
-
         # 1. Inner maximization, inference mode (no u/v update, no penalty).
-        target = self.attack_target(y, logits_fn, x)
         replica_context = tf.distribute.get_replica_context()
         num_replicas = (
             1 if replica_context is None else replica_context.num_replicas_in_sync
@@ -45,15 +41,12 @@ class TensorFlowAdversarialSteps:
             0 if num_replicas == 1 else replica_context.replica_id_in_sync_group
         )
         x_start = self.random_start_point(x, replica_id, num_replicas)
-        x_adv = self.generate_adversarial(
-            x, x_start, target, self.input_value_and_grad_fn()
+        x_train, clean_logits = self.adversarial_step_inputs(
+            x, y, self.inference_logits, self.input_value_and_grad_fn(), x_start
         )
-        clean_logits = None
-        if self.track_clean_accuracy and self.method == "pgd_at":
-            clean_logits = logits_fn(x)
 
         # 2. One training-mode forward pass and the optimizer step.
-        x_train = tf.stop_gradient(self.training_inputs(x, x_adv))
+        x_train = tf.stop_gradient(x_train)
         with tf.GradientTape() as tape:
             y_pred = self(x_train, training=True)
             loss = self.compute_loss(

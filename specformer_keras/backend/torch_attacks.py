@@ -8,7 +8,8 @@ detaches the input, marks it ``requires_grad_(True)`` and takes
 ``torch.autograd.grad`` of the summed loss with respect to the input only: the
 weights' ``.grad`` stay untouched, and u/v (parameters with
 ``requires_grad=False``) are never differentiated. Everything else runs under
-``torch.no_grad``. Runners are cached per model (weakly) and ``key``.
+``torch.no_grad``. Runners are cached per model (weakly) and ``key``
+(`compile_cache`).
 
 The loop runs eagerly (``keras.ops.fori_loop`` is a Python loop on torch),
 decided by measurement (``benchmarks/torch_attack_loop.py``: PGD-10 Linf,
@@ -30,16 +31,14 @@ gained nothing over ``autograd.grad``.
 """
 
 import contextlib
-import weakref
 
 import torch
 from keras import ops
 
-_CACHE = weakref.WeakKeyDictionary()
-
-
-def _logits(model, x):
-    return ops.cast(model(x, training=False), "float32")
+from specformer_keras.backend.compile_cache import (
+    cached_compile_body,
+    inference_logits,
+)
 
 
 def input_value_and_grad(forward, x):
@@ -119,28 +118,15 @@ def input_gradients_only(model):
             tensor.requires_grad_(True)
 
 
-def compile_body(model, key, body):
-    """Cached numpy-in / numpy-out runner of ``body`` (see module docstring).
-
-    Args:
-        model: Keras model returning logits.
-        key: hashable description of the static settings closed over by body.
-        body: ``body(evaluate_fn, logits_fn, *tensors) -> tuple of tensors`` with
-            ``evaluate_fn(loss_fn, x, *loss_args) -> (loss, d sum(loss)/dx, logits)``.
-
-    Returns:
-        ``run(*arrays) -> tuple of numpy arrays``.
-    """
-    per_model = _CACHE.setdefault(model, {})
-    if key in per_model:
-        return per_model[key]
+def build_runner(model, body):
+    """``run(*arrays)``: ``body`` eagerly, input gradients only."""
 
     def logits_fn(x):
-        return _logits(model, x)
+        return inference_logits(model, x)
 
     def evaluate_fn(loss_fn, x, *loss_args):
         def forward(x):
-            logits = _logits(model, x)
+            logits = inference_logits(model, x)
             return loss_fn(logits, *loss_args), logits
 
         return input_value_and_grad(forward, x)
@@ -151,5 +137,8 @@ def compile_body(model, key, body):
             outputs = body(evaluate_fn, logits_fn, *tensors)
         return tuple(ops.convert_to_numpy(o) for o in outputs)
 
-    per_model[key] = run
     return run
+
+
+compile_body = cached_compile_body(build_runner)
+_CACHE = compile_body.cache  # {model: {key: run}}

@@ -44,20 +44,16 @@ class TorchAdversarialSteps:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = ops.cast(x, "float32")
 
-        def logits_fn(inputs):
-            return self.classifier(inputs, training=False)
-
         # 1. Inner maximization, inference mode (no u/v update, no penalty).
         with torch.no_grad(), input_gradients_only(self):
-            target = self.attack_target(y, logits_fn, x)
-            x_start = self.random_start_point(x)
-            x_adv = self.generate_adversarial(
-                x, x_start, target, self.input_value_and_grad_fn()
+            x_train, clean_logits = self.adversarial_step_inputs(
+                x,
+                y,
+                self.inference_logits,
+                self.input_value_and_grad_fn(),
+                self.random_start_point(x),
             )
-            clean_logits = None
-            if self.track_clean_accuracy and self.method == "pgd_at":
-                clean_logits = logits_fn(x)
-            x_train = self.training_inputs(x, x_adv).detach()
+            x_train = x_train.detach()
 
         # 2. One training-mode forward pass and the optimizer step.
         y_pred = self(x_train, training=True)

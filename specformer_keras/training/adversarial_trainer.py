@@ -15,7 +15,9 @@ step has two phases:
 
 The per-backend train steps live in `specformer_keras/backend/` (the mixin
 is picked once by `specformer_keras.backend.backend_module("trainer")`, like
-Keras picks its trainer); everything here is `keras.ops`.
+Keras picks its trainer); phase 1 is `InnerMaximization`
+(`specformer_keras.training.inner_maximization`); everything here is
+`keras.ops`.
 """
 
 import numbers
@@ -23,14 +25,13 @@ import numbers
 import keras
 from keras import ops
 
-from specformer_keras.attacks.pgd import pgd_body
 from specformer_keras.backend import backend_module
-from specformer_keras.training.input_checks import check_first_batch
-from specformer_keras.training.objectives import (
-    TradesKLDivergence,
-    kl_from_probabilities,
-    sparse_labels,
+from specformer_keras.training.inner_maximization import (
+    TRADES_RANDOM_START_STDDEV,
+    InnerMaximization,
 )
+from specformer_keras.training.input_checks import check_first_batch
+from specformer_keras.training.objectives import TradesKLDivergence, sparse_labels
 from specformer_keras.utils.validation import (
     check_bool,
     check_choice,
@@ -41,7 +42,7 @@ from specformer_keras.utils.validation import (
 )
 
 METHODS = ("pgd_at", "trades")
-TRADES_RANDOM_START_STDDEV = 0.001
+__all__ = ["METHODS", "TRADES_RANDOM_START_STDDEV", "AdversarialTrainer"]
 
 try:
     _BackendSteps = backend_module("trainer").AdversarialSteps
@@ -54,7 +55,7 @@ except NotImplementedError as _error:  # e.g. KERAS_BACKEND=numpy: fail on use
 
 
 @keras.saving.register_keras_serializable(package="specformer_keras")
-class AdversarialTrainer(_BackendSteps, keras.Model):
+class AdversarialTrainer(_BackendSteps, InnerMaximization, keras.Model):
     """Adversarial training (PGD-AT or TRADES) of a classifier with `fit`.
 
     A `keras.Model` wrapping `model`: `call`, `evaluate` and `predict`
@@ -231,99 +232,6 @@ class AdversarialTrainer(_BackendSteps, keras.Model):
         )
         self._first_batch_checked = True
         return x
-
-    # === Inner maximization (keras.ops; called by the backend train steps) ===
-
-    def random_start_point(self, x, replica_id=0, num_replicas=1):
-        """The attack's starting point: `x` or a random point near it.
-
-        Draws from `self.seed_generator`; the JAX step calls it inside a
-        `StatelessScope` so the seed state advances. Under a data-parallel
-        strategy whose replicas share the seed state (tf.distribute), each
-        replica passes its `replica_id`: the noise is drawn for the global
-        batch and sliced, so replicas get different noise and the result
-        equals a single-device run.
-
-        Args:
-            x: Clean images of one replica, in [0, 1].
-            replica_id: Index of this replica (Python int or scalar tensor).
-            num_replicas: Number of replicas in sync.
-
-        Returns:
-            A tensor like `x`.
-        """
-        if not self.random_start:
-            return x
-        batch = ops.shape(x)[0]
-        shape = (batch * num_replicas,) + tuple(ops.shape(x)[1:])
-        if self.method == "pgd_at":
-            noise = keras.random.uniform(
-                shape,
-                minval=-self.eps,
-                maxval=self.eps,
-                dtype="float32",
-                seed=self.seed_generator,
-            )
-        else:
-            noise = TRADES_RANDOM_START_STDDEV * keras.random.normal(
-                shape, dtype="float32", seed=self.seed_generator
-            )
-        if num_replicas > 1:
-            noise = ops.slice(
-                noise,
-                [replica_id * batch] + [0] * (len(shape) - 1),
-                (batch,) + shape[1:],
-            )
-        return ops.clip(x + noise, 0.0, 1.0)
-
-    def attack_target(self, y, logits_fn, x):
-        """What the attack's loss compares against.
-
-        PGD-AT: integer labels. TRADES: the clean probabilities of the model
-        in inference mode (a constant during the attack).
-        """
-        if self.method == "pgd_at":
-            return sparse_labels(y)
-        return ops.stop_gradient(ops.softmax(ops.cast(logits_fn(x), "float32")))
-
-    def attack_loss(self, target, logits):
-        """Per-example loss the attack maximizes."""
-        if self.method == "pgd_at":
-            return keras.losses.sparse_categorical_crossentropy(
-                target, ops.cast(logits, "float32"), from_logits=True
-            )
-        return kl_from_probabilities(target, logits)
-
-    def generate_adversarial(self, x, x_start, target, value_and_grad_fn):
-        """`steps` signed-gradient steps from `x_start` inside the eps-ball of `x`.
-
-        The iterations are `specformer_keras.attacks.pgd.pgd_body` (the same
-        pure `keras.ops` loop as the PGD attack), traced into the train step.
-
-        Args:
-            x: Clean images in [0, 1].
-            x_start: Starting point (from `random_start_point`).
-            target: From `attack_target`.
-            value_and_grad_fn: `(x, target) -> (per-example loss, d loss/dx)`
-                with the classifier in inference mode.
-
-        Returns:
-            The adversarial images, without gradient.
-        """
-        lower = ops.maximum(x - self.eps, 0.0)
-        upper = ops.minimum(x + self.eps, 1.0)
-        x_start = ops.stop_gradient(ops.minimum(ops.maximum(x_start, lower), upper))
-        if self.steps == 0:
-            return x_start
-
-        def evaluate(x_adv):
-            per_example, grad = value_and_grad_fn(x_adv, target)
-            return per_example, ops.cast(grad, x_adv.dtype), None
-
-        x_adv = pgd_body(
-            evaluate, x, x_start, self.eps, self.step_size, self.steps, norm="linf"
-        )
-        return ops.stop_gradient(x_adv)
 
     # === Training forward pass and loss ===
 
