@@ -31,6 +31,38 @@ import tensorflow as tf
 _STRATEGY = []  # the strategy initialize() created, if any
 
 
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3.15 passes.
+
+    Keras 3.15's TensorFlow trainer calls `reduce` in two ways that
+    `tf.distribute` refuses with more than one worker (`MirroredStrategy`
+    copes; both seen here with 2 workers on loopback):
+
+    * `fit` (``_maybe_symbolic_build``) reduces the first distributed batch,
+      a nest ``(x, y)``; `reduce` takes one value ("TODO(josh11b): support
+      `value` being a nest"), so the nest reaches the collective and fails
+      ("Attempt to convert a value (PerReplica...) to a Tensor"). Here each
+      value of the nest is reduced.
+    * the step's logs are reduced with ``reduce("MEAN", v, axis=0)``, but the
+      logs are scalars ("Invalid reduction dimension 0 for input with 0
+      dimensions"). Here a scalar is reduced across replicas only
+      (``axis=None``), which is the mean Keras asks for.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+        if isinstance(value, (tuple, list, dict)):
+            return tf.nest.map_structure(
+                lambda v: self.reduce(reduce_op, v, axis), value
+            )
+        if (
+            axis is not None
+            and self.experimental_local_results(value)[0].shape.rank == 0
+        ):
+            axis = None
+        return parent.reduce(reduce_op, value, axis)
+
+
 def _cluster_tasks():
     """``(task_count, process_index)`` from ``TF_CONFIG``, or None if unset/1 task."""
     value = os.environ.get("TF_CONFIG")
@@ -70,7 +102,7 @@ def initialize():
     if _STRATEGY or _cluster_tasks() is None:
         return
     try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = _MultiWorkerMirroredStrategy()
     except RuntimeError as error:
         raise RuntimeError(
             "TF_CONFIG names several tasks but TensorFlow already ran operations, "

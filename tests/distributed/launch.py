@@ -120,7 +120,10 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None):
         OMP_NUM_THREADS="1",
         **(extra_env or {}),
     )
-    with tempfile.TemporaryDirectory() as folder:
+    keep = os.environ.get("LAUNCH_LOG_DIR")  # debugging: keep every process's logs
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = keep or scratch
+        os.makedirs(folder, exist_ok=True)
         processes, outputs = [], []
         try:
             for index in range(num_processes):

@@ -30,7 +30,147 @@ def allgather():
     }
 
 
-TASKS = {"allgather": allgather}
+GLOBAL_BATCH = 8
+EXAMPLES = 16
+
+
+def _build():
+    from specformer_keras import SpectralViT
+
+    return SpectralViT(
+        image_size=8,
+        patch_size=4,
+        num_classes=3,
+        hidden_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        penalty=1e-2,
+        seed=0,
+    )
+
+
+def _local_part(array, layout):
+    """This process's slice of every global batch, batches in order."""
+    import numpy as np
+
+    per_process = GLOBAL_BATCH // layout.process_count
+    starts = range(0, len(array), GLOBAL_BATCH)
+    first = layout.process_index * per_process
+    return np.concatenate([array[s + first : s + first + per_process] for s in starts])
+
+
+def _uv_copies(model):
+    """Every u/v variable's copies held by this process (per local device)."""
+    import numpy as np
+
+    copies = {}
+    for variable in model.non_trainable_weights:
+        if not variable.path.endswith(("_u", "_v")):
+            continue
+        value = variable.value
+        if hasattr(value, "values"):  # tf.distribute per-replica variable
+            arrays = [np.array(v.numpy()) for v in value.values]
+        elif hasattr(value, "addressable_shards"):  # JAX array
+            arrays = [np.array(s.data) for s in value.addressable_shards]
+        else:
+            arrays = [np.array(keras_to_numpy(value))]
+        copies[variable.path] = [a.tolist() for a in arrays]
+    return copies
+
+
+def keras_to_numpy(value):
+    import keras
+
+    return keras.ops.convert_to_numpy(value)
+
+
+def _weights(model):
+    """Trainable weights as lists (one local copy; JAX: a local shard)."""
+    import numpy as np
+
+    out = []
+    for variable in model.trainable_weights:
+        value = variable.value
+        if hasattr(value, "addressable_shards"):
+            value = value.addressable_shards[0].data
+        out.append(np.array(keras_to_numpy(value)).ravel().tolist())
+    return out
+
+
+def train(*methods):
+    import contextlib
+
+    import keras
+    import numpy as np
+
+    from specformer_keras import distributed
+    from specformer_keras.backend import backend_module
+    from specformer_keras.training import AdversarialTrainer
+
+    layout = distributed.initialize()
+    backend = keras.config.backend()
+    keras.config.disable_traceback_filtering()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((EXAMPLES, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, size=EXAMPLES)
+    initial = [np.array(keras_to_numpy(w)) for w in _build().get_weights()]
+    batch_size = GLOBAL_BATCH
+    scope = contextlib.nullcontext
+    if backend == "tensorflow" and layout.process_count > 1:
+        scope = backend_module("collectives").strategy().scope
+    elif backend == "jax" and layout.process_count > 1:
+        import jax
+
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(
+                devices=jax.devices(), auto_shard_dataset=False
+            )
+        )
+        x, y = _local_part(x, layout), _local_part(y, layout)
+        batch_size = GLOBAL_BATCH // layout.process_count
+    elif layout.process_count > 1:
+        raise RuntimeError(f"no multi-process fit on {backend}")
+
+    results = {}
+    for method in methods:
+        with scope():
+            model = _build()
+            model.set_weights(initial)
+            if method == "fit":
+                trainer = model
+                trainer.compile(
+                    optimizer=keras.optimizers.SGD(0.1),
+                    loss="sparse_categorical_crossentropy",
+                )
+            else:
+                trainer = AdversarialTrainer(
+                    model,
+                    method=method,
+                    eps=8 / 255,
+                    step_size=2 / 255,
+                    steps=2,
+                    seed=0,
+                )
+                trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+        history = trainer.fit(
+            x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0
+        )
+        results[method] = {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "weights": _weights(model),
+            "uv": _uv_copies(model),
+        }
+    return {
+        "layout": layout.to_dict(),
+        "initial_checksum": float(sum(np.abs(w).sum() for w in initial)),
+        "local_examples": int(len(x)),
+        "results": results,
+    }
+
+
+TASKS = {"allgather": allgather, "train": train}
 
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
