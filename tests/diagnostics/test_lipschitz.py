@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from testing import tiny_vit
 
-from specformer_keras import SpectralViT
 from specformer_keras.backend import backend_module
 from specformer_keras.diagnostics import (
     attention_bound,
@@ -176,8 +176,7 @@ def test_attention_bound_without_biases_is_the_theory_formula():
 
 
 def test_report_on_spectral_vit():
-    model = SpectralViT(image_size=8, patch_size=4, num_classes=3, hidden_dim=16, depth=2,
-                        num_heads=2, mlp_dim=16, penalty=1e-2, seed=0)  # fmt: skip
+    model = tiny_vit(depth=2)
     x = np.random.default_rng(8).uniform(size=(5, 8, 8, 3)).astype("float32")
     report = lipschitz_report(model, x, iterations=30, batch_size=2)
     assert report["n"] == 5 and report["backend"] == keras.config.backend()
@@ -222,8 +221,7 @@ def test_cross_attention_is_refused():
 def test_plot_lipschitz_per_layer(tmp_path):
     from specformer_keras.plots import plot_lipschitz_per_layer
 
-    model = SpectralViT(image_size=8, patch_size=4, num_classes=3, hidden_dim=8, depth=2,
-                        num_heads=2, mlp_dim=8, seed=0)  # fmt: skip
+    model = tiny_vit(penalty=0.0, hidden_dim=8, depth=2, mlp_dim=8)
     x = np.random.default_rng(9).uniform(size=(2, 8, 8, 3)).astype("float32")
     report = lipschitz_report(model, x, iterations=3)
     path = tmp_path / "lipschitz.png"

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from testing import tiny_vit
 
 from specformer_keras import SpectralMultiHeadAttention, apply_msvp
 
@@ -105,19 +106,7 @@ def test_keras_hub_vit_backbone_randomly_initialized():
 
 def test_already_spectral_layers_get_the_new_penalty():
     # Before: apply_msvp did nothing on SpectralMultiHeadAttention layers.
-    from specformer_keras import SpectralViT
-
-    keras.utils.set_random_seed(0)
-    plain = SpectralViT(
-        image_size=8,
-        patch_size=4,
-        num_classes=3,
-        hidden_dim=8,
-        depth=2,
-        num_heads=2,
-        mlp_dim=8,
-        penalty=0.0,
-    )
+    plain = tiny_vit(penalty=0.0, hidden_dim=8, depth=2, mlp_dim=8)
     converted = apply_msvp(plain, penalty=(1e-2, 0.0, 2e-2), power_iterations=2)
     layers = spectral_layers(converted)
     assert [m.lambdas for m in layers] == [

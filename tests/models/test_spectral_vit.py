@@ -8,19 +8,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from testing import BACKEND, REPO_ROOT
+from testing import BACKEND, REPO_ROOT, TINY_VIT
 
 from specformer_keras import SpectralMultiHeadAttention, SpectralViT
 
-TINY = dict(
-    image_size=8,
-    patch_size=4,
-    num_classes=2,
-    hidden_dim=16,
-    depth=2,
-    num_heads=2,
-    mlp_dim=16,
-)
+TINY = {**TINY_VIT, "num_classes": 2, "depth": 2}
 
 
 def learnable_data(n=64, seed=0):
