@@ -80,6 +80,16 @@ def _normalized(a):
 def summarize(values):
     """``{"per_example": [...], "mean", "median", "max"}`` of per-example values.
 
+    Args:
+        values: Array-like of per-example numbers (flattened).
+
+    Returns:
+        A dict with the values as a list of floats under ``"per_example"`` and
+        their ``"mean"``, ``"median"`` and ``"max"`` as floats.
+
+    Raises:
+        ValueError: If ``values`` is empty.
+
     Example:
 
     ```python
@@ -162,6 +172,13 @@ def _power_iteration(step, jac, fn, x, iterations, seed, return_direction):
 def attention_layers(model):
     """Every `keras.layers.MultiHeadAttention` inside ``model`` (nested ones too), in order.
 
+    Args:
+        model: A Keras model or layer.
+
+    Returns:
+        A list of the attention layers (subclasses such as
+        `SpectralMultiHeadAttention` included), in the order Keras tracks them.
+
     Example:
 
     ```python
@@ -193,10 +210,26 @@ def capture_layer_inputs(model, x, layers):
         layers: Layers inside ``model``.
 
     Returns:
-        ``{layer.path: tuple of NumPy arrays}`` (the positional tensor arguments).
+        ``{layer.path: (array, ..., same)}``: the positional tensor arguments
+        as NumPy arrays, then a bool, True when every one of them is the first
+        (self-attention called as ``layer(X, X)``).
 
     Raises:
-        ValueError: a layer was not called during the forward pass.
+        ValueError: If a layer was not called during the forward pass.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    from specformer_keras.diagnostics import capture_layer_inputs
+
+    dense = keras.layers.Dense(2, name="head")
+    model = keras.Sequential([keras.Input((3,)), dense])
+    x = np.ones((4, 3), "float32")
+    (inputs, same) = capture_layer_inputs(model, x, [dense])[dense.path]
+    np.testing.assert_array_equal(inputs, x)
+    assert same
+    ```
     """
     captured = {}
     for layer in layers:
@@ -235,6 +268,9 @@ def attention_bound(layer, inputs):
     Returns:
         NumPy array ``(batch,)`` with the bound at each example (tokens of norm
         at most ``R`` = the largest token norm of that example).
+
+    Raises:
+        ValueError: If ``inputs`` is not of rank 3.
 
     Example:
 

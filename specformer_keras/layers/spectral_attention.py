@@ -36,6 +36,12 @@ def normalize_penalty(penalty):
     Returns:
         A tuple of three Python floats.
 
+    Raises:
+        TypeError: If `penalty` is a bool, or neither a number nor a sequence
+            of numbers.
+        ValueError: If a sequence does not have 3 values, or a value is
+            negative or not finite.
+
     Example:
 
     ```python
@@ -132,6 +138,12 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
 
     Returns:
         The attention output (and scores if requested), as the parent layer.
+
+    Raises:
+        TypeError: On an unknown keyword argument, a non-numeric `penalty` or a
+            non-integer `power_iterations`.
+        ValueError: On a negative or non-finite `penalty` or
+            `power_iterations < 1`.
 
     Example:
 
@@ -243,7 +255,11 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         penalty already uses converged singular vectors. Adds no loss.
 
         Args:
-            iterations: Number of steps (>= 1).
+            iterations: Number of steps (>= 1). Defaults to `20`.
+
+        Raises:
+            TypeError: If `iterations` is not an integer.
+            ValueError: If `iterations < 1`.
         """
         check_int("iterations", iterations)
         for name in self.penalized_projections:
@@ -290,6 +306,9 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
 
         Returns:
             A dict `{"query": np.ndarray (num_heads,), "key": ..., "value": ...}`.
+
+        Raises:
+            ValueError: If the layer is not built yet.
         """
         if not self.built:
             raise ValueError(

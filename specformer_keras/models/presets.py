@@ -32,6 +32,15 @@ for _size, (_hidden, _depth, _heads, _mlp) in _WIDTHS.items():
 def get_preset(name):
     """Returns a copy of the constructor arguments of preset `name`.
 
+    Args:
+        name: A key of `PRESETS`, e.g. `"vit_tiny_patch4_32"`.
+
+    Returns:
+        A new dict of `SpectralViT` constructor arguments.
+
+    Raises:
+        ValueError: If `name` is not a preset (the message lists them).
+
     Example:
 
     ```python

@@ -53,8 +53,28 @@ def check_pixels(x, context="AdversarialTrainer.fit"):
     """Raises `ValueError` unless ``x`` holds finite pixels in ``[0, 1]``.
 
     Args:
-        x: images (NumPy array or tensor).
-        context: what is being checked, for the message.
+        x: Images (NumPy array or tensor).
+        context: What is being checked, for the message.
+
+    Raises:
+        TypeError: If ``x`` does not hold numbers.
+        ValueError: If a pixel is not finite or lies outside ``[0, 1]`` (the
+            message says when the images look like 0-255 values).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.training.input_checks import check_pixels
+
+    check_pixels(np.full((2, 8, 8, 3), 0.5, "float32"))
+    try:
+        check_pixels(np.full((2, 8, 8, 3), 255.0, "float32"))
+    except ValueError as error:
+        assert "divide by 255" in str(error)
+    else:
+        raise AssertionError("0-255 images were accepted")
+    ```
     """
     x = _to_numpy(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
@@ -92,12 +112,27 @@ def check_labels(y, classes, context="AdversarialTrainer.fit"):
     finite and non-negative.
 
     Args:
-        y: labels (NumPy array or tensor).
-        classes: number of model outputs.
-        context: what is being checked, for the message.
+        y: Labels (NumPy array or tensor).
+        classes: Number of model outputs.
+        context: What is being checked, for the message.
 
     Returns:
         Integer labels ``(batch,)`` (the argmax of one-hot labels).
+
+    Raises:
+        TypeError: If sparse labels are not integer class indices.
+        ValueError: If a label is out of range, one-hot labels have the wrong
+            width or negative values, or ``y`` has another rank.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.training.input_checks import check_labels
+
+    labels = check_labels(np.array([[0.0, 1.0], [1.0, 0.0]]), classes=2)
+    np.testing.assert_array_equal(labels, [1, 0])
+    ```
     """
     y = _to_numpy(y)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -152,8 +187,11 @@ def peek_first_batch(x, y=None, batch_size=None, rows=32):
     that batch first; every other input is returned as is.
 
     Args:
-        x, y, batch_size: as given to `fit`.
-        rows: rows of array inputs used for the model checks.
+        x: The input of `fit`: arrays, a `tf.data.Dataset`, a
+            `keras.utils.PyDataset`, a generator or another iterable.
+        y: The labels of `fit` when ``x`` is an array, else None.
+        batch_size: The batch size of `fit` (arrays only).
+        rows: Rows of array inputs used for the model checks.
 
     Returns:
         ``(x_all, y_all, x_batch, y_batch, fit_input)``; ``x_all``/``y_all`` are
@@ -161,6 +199,21 @@ def peek_first_batch(x, y=None, batch_size=None, rows=32):
         ``x_batch``/``y_batch`` at most ``rows`` examples for the model checks.
         Entries are None when the input is of a kind with no labels or no
         images to check (e.g. dict inputs).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.training.input_checks import peek_first_batch
+
+    def batches():
+        for i in range(3):
+            yield np.full((2, 4), i, "float32"), np.array([i, i])
+
+    _, _, x_batch, y_batch, fit_input = peek_first_batch(batches())
+    assert y_batch.tolist() == [0, 0]
+    assert len(list(fit_input)) == 3  # the peeked batch is replayed first
+    ```
     """
     from keras.src.trainers.data_adapters import array_data_adapter
 
@@ -217,19 +270,39 @@ def check_first_batch(
     """Checks fit's input and ``model`` on the first batch; returns fit's input.
 
     Args:
-        model: the classifier (images in [0, 1] -> logits).
-        x, y, batch_size: as given to `fit`.
-        needs_gradient: whether the attack follows the input gradient (an
+        model: The classifier (images in [0, 1] -> logits).
+        x: The input of `fit` (see `peek_first_batch`).
+        y: The labels of `fit` when ``x`` is an array, else None.
+        batch_size: The batch size of `fit` (arrays only).
+        needs_gradient: Whether the attack follows the input gradient (an
             all-zero gradient is then an error, else a warning).
-        context: for the messages.
+        context: What is being checked, for the messages.
 
     Returns:
         The input to pass on to `fit` (a replaying generator if ``x`` was one).
 
     Raises:
-        ValueError, TypeError: for bad pixels or labels (see module docstring).
-        specformer_keras.evaluation.PreflightError: for the model faults of
+        ValueError: For pixels outside ``[0, 1]``, out-of-range labels or a
+            model output that is not ``(batch, classes)`` logits.
+        TypeError: For non-numeric images or non-integer sparse labels.
+        specformer_keras.evaluation.PreflightError: For the model faults of
             `specformer_keras.evaluation.preflight`.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from specformer_keras.training.input_checks import check_first_batch
+
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    x = np.random.default_rng(0).random((8, 4, 4, 1)).astype("float32")
+    y = np.arange(8) % 2
+    fit_input = check_first_batch(model, x, y, batch_size=4)
+    assert fit_input is x
+    ```
     """
     import warnings
 
