@@ -64,6 +64,8 @@ def evaluate(config, classifier, evaluation, paths):
             eps=config.eval_eps,
             batch_size=config.eval_batch_size,
             seed=config.seed,
+            # Per-batch results: a killed run resumes its evaluation.
+            output_dir=os.path.join(config.output_dir, "evaluation"),
         )
         curve = robustness.robustness_curve(
             classifier,
