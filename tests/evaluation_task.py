@@ -11,13 +11,9 @@ prints one JSON line (``OUTPUT_DIR`` ``-``: nothing kept on disk).
 
 import argparse
 import json
-import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "attacks"))
-
-from _autoattack_toy import CLASSES, IMAGE, toy_data  # noqa: E402
+# tests/ is on the path: this file's folder when run as a script, pytest's too.
+from testing import TOY_CLASSES, TOY_IMAGE, toy_data, toy_templates
 
 ATTACKS = ("clean", "pgd5", "autoattack")
 EPS = 0.14
@@ -26,16 +22,15 @@ EPS = 0.14
 def template_classifier():
     """Logits ``x . c_k - |c_k|^2 / 2`` for the class templates of `toy_data`."""
     import keras
-    import numpy as np
 
-    centers = np.random.default_rng(1234).uniform(0.2, 0.8, (CLASSES, IMAGE, IMAGE, 1))
-    weights = 8.0 * centers.reshape(CLASSES, -1).T
-    bias = -8.0 * 0.5 * (centers.reshape(CLASSES, -1) ** 2).sum(1)
+    centers = toy_templates()
+    weights = 8.0 * centers.reshape(TOY_CLASSES, -1).T
+    bias = -8.0 * 0.5 * (centers.reshape(TOY_CLASSES, -1) ** 2).sum(1)
     model = keras.Sequential(
         [
-            keras.Input((IMAGE, IMAGE, 1)),
+            keras.Input((TOY_IMAGE, TOY_IMAGE, 1)),
             keras.layers.Flatten(),
-            keras.layers.Dense(CLASSES),
+            keras.layers.Dense(TOY_CLASSES),
         ]
     )
     model.layers[-1].set_weights([weights.astype("float32"), bias.astype("float32")])

@@ -1,19 +1,15 @@
 """evaluate_robustness / robustness_curve: accuracies, worst case, data types, sanity flags."""
 
 import json
-import os
-import sys
 
 import keras
 import numpy as np
 import pytest
+from testing import TOY_CLASSES, TOY_IMAGE, toy_data, trained_mlp
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "attacks"))
-from _autoattack_toy import CLASSES, IMAGE, toy_data, trained_mlp  # noqa: E402
-
-from specformer_keras import evaluation  # noqa: E402
-from specformer_keras.attacks import fgsm, pgd  # noqa: E402
-from specformer_keras.evaluation import evaluate_robustness, robustness_curve  # noqa: E402
+from specformer_keras import evaluation
+from specformer_keras.attacks import fgsm, pgd
+from specformer_keras.evaluation import evaluate_robustness, robustness_curve
 
 EPS = 0.1
 
@@ -61,7 +57,7 @@ def test_dataset_input_gives_the_numpy_result():
     from_numpy = evaluate_robustness(
         model, (x, y), attacks=attacks, eps=EPS, batch_size=8, verbose=False
     )
-    one_hot = np.eye(CLASSES, dtype="float32")[y]
+    one_hot = np.eye(TOY_CLASSES, dtype="float32")[y]
     dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(8)
     from_dataset = evaluate_robustness(
         model, dataset, attacks=attacks, eps=EPS, verbose=True
@@ -103,10 +99,12 @@ def test_gradient_masking_is_flagged_by_square():
     # keeps the input gradient non-zero (so the preflight lets it through) but
     # useless to FGSM/PGD. Only the gradient-free Square finds the weakness.
     trained = trained_mlp()
-    inputs = keras.Input((IMAGE, IMAGE, 1))
+    inputs = keras.Input((TOY_IMAGE, TOY_IMAGE, 1))
     masked_logits = trained(keras.layers.Lambda(keras.ops.stop_gradient)(inputs))
     tiny = keras.layers.Dense(
-        CLASSES, kernel_initializer=keras.initializers.Constant(1e-6), use_bias=False
+        TOY_CLASSES,
+        kernel_initializer=keras.initializers.Constant(1e-6),
+        use_bias=False,
     )(keras.layers.Flatten()(inputs))
     masked = keras.Model(inputs, keras.layers.Add()([masked_logits, tiny]))
     x, y = toy_data(n=16, seed=27)
@@ -127,11 +125,11 @@ def test_gradient_masking_is_flagged_by_square():
 
 
 def _dense_model(activation=None, before=None):
-    inputs = keras.Input((IMAGE, IMAGE, 1))
+    inputs = keras.Input((TOY_IMAGE, TOY_IMAGE, 1))
     h = keras.layers.Flatten()(inputs)
     if before is not None:
         h = keras.layers.Lambda(before)(h)
-    outputs = keras.layers.Dense(CLASSES, activation=activation)(h)
+    outputs = keras.layers.Dense(TOY_CLASSES, activation=activation)(h)
     return keras.Model(inputs, outputs)
 
 

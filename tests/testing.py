@@ -3,6 +3,7 @@
 (`conftest.py` files are not imported by name: there is more than one.)
 """
 
+import functools
 import os
 import tempfile
 
@@ -57,6 +58,80 @@ def tiny_images(n=16, size=8, channels=3, classes=3, seed=0):
     x = rng.random((n, size, size, channels)).astype("float32")
     y = rng.integers(0, classes, size=n)
     return x, y
+
+
+# === The toy classification problem of the attack, evaluation and cross-backend tests ===
+
+TOY_IMAGE = 8
+TOY_CLASSES = 5
+
+
+def toy_templates(image=TOY_IMAGE, channels=1, classes=TOY_CLASSES):
+    """The class templates of `toy_data`, `(classes, image, image, channels)` in [0.2, 0.8]."""
+    rng = np.random.default_rng(1234)
+    return rng.uniform(0.2, 0.8, size=(classes, image, image, channels))
+
+
+def toy_data(
+    n=256, seed=0, image=TOY_IMAGE, channels=1, classes=TOY_CLASSES, noise=0.08
+):
+    """Noisy copies of random class templates: easy, but not trivially robust.
+
+    The templates (`toy_templates`) are the same for every `seed`; `seed`
+    draws labels and noise.
+    """
+    centers = toy_templates(image, channels, classes)
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = centers[y] + noise * rng.standard_normal((n, image, image, channels))
+    return np.clip(x, 0.0, 1.0).astype("float32"), y.astype("int64")
+
+
+def toy_mlp(hidden=32, classes=TOY_CLASSES, channels=1, image=TOY_IMAGE):
+    """An untrained Flatten-Dense(relu)-Dense classifier of `toy_data` images."""
+    return keras.Sequential(
+        [
+            keras.Input((image, image, channels)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(classes),
+        ]
+    )
+
+
+@functools.cache
+def trained_mlp(hidden=32, epochs=15, classes=TOY_CLASSES, channels=1, seed=0):
+    """A `toy_mlp` trained on `toy_data` (cached per test process)."""
+    x, y = toy_data(classes=classes, channels=channels)
+    keras.utils.set_random_seed(seed)
+    model = toy_mlp(hidden, classes, channels)
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def accuracy(model, x, y):
+    """Clean accuracy of `model` (inference mode) on `(x, y)`, a float."""
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
+    return float((np.asarray(logits).argmax(-1) == y).mean())
+
+
+def linf(a, b):
+    """Per-example L-inf distance between two batches, float64."""
+    return (
+        np.abs(np.asarray(a, "float64") - np.asarray(b, "float64"))
+        .reshape(len(a), -1)
+        .max(1)
+    )
+
+
+def l2(a, b):
+    """Per-example L2 distance between two batches, float64."""
+    d = (np.asarray(a, "float64") - np.asarray(b, "float64")).reshape(len(a), -1)
+    return np.sqrt((d**2).sum(1))
 
 
 # === Layer-test harness (in the spirit of keras.src.testing.TestCase.run_layer_test) ===

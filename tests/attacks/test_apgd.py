@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
+from testing import accuracy, l2, linf, toy_data, trained_mlp
 
 from specformer_keras.attacks.apgd import apgd, apgd_targeted, checkpoint_schedule
 from specformer_keras.attacks.losses import dlr_loss, targeted_dlr_loss

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
+from testing import accuracy, l2, linf, toy_data, trained_mlp
 
 from specformer_keras.attacks.apgd import apgd, apgd_targeted
 from specformer_keras.attacks.autoattack import autoattack

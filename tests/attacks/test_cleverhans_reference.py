@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from _autoattack_toy import accuracy, toy_data, trained_mlp
+from testing import accuracy, toy_data, trained_mlp
 
 from specformer_keras.attacks import fgsm, pgd
 

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from _autoattack_toy import accuracy, l2, linf, toy_data, trained_mlp
 from scipy.optimize import linprog, minimize
+from testing import accuracy, l2, linf, toy_data, trained_mlp
 
 from specformer_keras.attacks.fab import fab_targeted, project_onto_boundary
 

@@ -8,8 +8,15 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from _autoattack_toy import CLASSES, accuracy, l2, linf, toy_data, trained_mlp
-from testing import only_backends
+from testing import (
+    TOY_CLASSES,
+    accuracy,
+    l2,
+    linf,
+    only_backends,
+    toy_data,
+    trained_mlp,
+)
 
 from specformer_keras.attacks import fgsm, pgd
 from specformer_keras.attacks.losses import cw_margin_loss
@@ -126,7 +133,7 @@ def test_attacks_lower_accuracy_and_pgd_is_stronger_than_fgsm():
 def test_targeted_attacks_reach_their_targets(loss):
     model = trained_mlp()
     x, y = toy_data(n=32, seed=9)
-    targets = (y + 1) % CLASSES
+    targets = (y + 1) % TOY_CLASSES
     x_adv = pgd(model, x, targets, 0.3, 0.03, 20, loss=loss, targeted=True, seed=0)
     assert np.mean(predictions(model, x_adv) == targets) >= 0.9
     assert linf(x_adv, x).max() <= 0.3 + 1e-5

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from _autoattack_toy import accuracy, linf, toy_data, trained_mlp
+from testing import accuracy, linf, toy_data, trained_mlp
 
 from specformer_keras.attacks.apgd import apgd
 from specformer_keras.attacks.square import square, window_fraction

@@ -11,11 +11,10 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
-from problem import build_mlp, build_vit
-from testing import REPO_ROOT
+from problem import build_vit
+from testing import REPO_ROOT, toy_data, trained_mlp
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MISSING = [b for b in BACKENDS if importlib.util.find_spec(b) is None]
@@ -31,25 +30,11 @@ pytestmark = [
 ]
 
 
-def _toy_problem():
-    rng = np.random.default_rng(1234)
-    centers = rng.uniform(0.2, 0.8, size=(5, 8, 8, 1))
-    y_train = rng.integers(0, 5, 256)
-    x_train = centers[y_train] + 0.08 * rng.standard_normal((256, 8, 8, 1))
-    y = rng.integers(0, 5, 32)
-    x = centers[y] + 0.08 * rng.standard_normal((32, 8, 8, 1))
-    clip = lambda a: np.clip(a, 0.0, 1.0).astype("float32")  # noqa: E731
-    return clip(x_train), y_train, clip(x), y.astype("int64")
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cross_backend")
-    x_train, y_train, x, y = _toy_problem()
-    keras.utils.set_random_seed(0)
-    mlp = build_mlp()
-    mlp.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    mlp.fit(x_train, y_train, epochs=15, batch_size=32, verbose=0)
+    x, y = toy_data(n=32, seed=1)  # new points of the problem trained_mlp learned
+    mlp = trained_mlp()  # toy_mlp trained on toy_data(n=256, seed=0)
     mlp.save_weights(str(folder / "mlp.weights.h5"))
     vit = build_vit()
     x_vit = np.random.default_rng(0).random((4, 8, 8, 3)).astype("float32")

@@ -12,7 +12,8 @@ import sys
 import keras
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # problem.py and tests/testing.py
 from problem import EPS, PGD_STEP, PGD_STEPS, build_mlp, build_vit  # noqa: E402
 
 from specformer_keras.attacks.autoattack import autoattack  # noqa: E402
