@@ -296,7 +296,7 @@ def test_scalar_logger_writes_keras_tensorboard_layout(tmp_path):
 
 
 def test_log_dir_without_any_event_writer_says_what_to_install(monkeypatch):
-    from specformer_keras import callbacks
+    from specformer_keras.callbacks import event_writer as callbacks
 
     monkeypatch.setattr(callbacks, "_writer_backend", lambda: None)
     with pytest.raises(ImportError, match="pip install tensorboardX"):

@@ -188,7 +188,7 @@ def test_archive_is_extracted_once_and_loaded(tmp_path, kind):
             tar.add(src, arcname="mydata")
     cache = str(tmp_path / "cache")
     folder = extract_archive(archive, cache)
-    marker = os.path.join(folder, data._COMPLETE_MARKER)
+    marker = os.path.join(folder, data.COMPLETE_MARKER)
     mtime = os.path.getmtime(marker)
     assert extract_archive(archive, cache) == folder
     assert os.path.getmtime(marker) == mtime  # not extracted again
@@ -228,7 +228,7 @@ def test_leftover_of_a_killed_extraction_is_removed(tmp_path):
     cache = str(tmp_path / "cache")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    target = os.path.join(cache, data.sources._archive_key(archive))
+    target = os.path.join(cache, data.archives._archive_key(archive))
     leftover = f"{target}.partial-{dead.stdout.strip()}-deadbeef"
     os.makedirs(os.path.join(leftover, "train", "ant"))  # half-extracted
     folder = extract_archive(archive, cache)

@@ -9,7 +9,7 @@ Sources (`sources.py`):
   ...) or without (then pass `split=None`). Every split uses the training
   split's class list.
 * A `.tar.gz`/`.tgz`/`.tar`/`.zip` archive of such a folder, extracted once into
-  a cache folder (`~/.cache/specformer_keras` or `cache_dir`).
+  a cache folder (`~/.cache/specformer_keras` or `cache_dir`; `archives.py`).
 
 Pipelines yield `(images, labels)` with float32 images in [0, 1] (NHWC) and
 int32 labels (one-hot float32 labels with MixUp/CutMix):
@@ -26,22 +26,24 @@ after 4-pixel zero padding, `RandomFlip`, optional `RandAugment`, `MixUp`,
 deterministic for a given seed (`subsets.py`).
 """
 
+from specformer_keras.data.archives import (
+    ARCHIVE_SUFFIXES,
+    COMPLETE_MARKER,
+    CorruptArchiveError,
+    default_cache_dir,
+    extract_archive,
+    is_archive,
+)
 from specformer_keras.data.array_pipeline import ImageDataset
 from specformer_keras.data.decode import CorruptImageError, read_image, read_images
 from specformer_keras.data.load import PIPELINES, load_dataset
 from specformer_keras.data.sources import (
-    _COMPLETE_MARKER,  # noqa: F401  (tests check the marker)
-    ARCHIVE_SUFFIXES,
     IMAGE_SUFFIXES,
     SPLIT_ALIASES,
     TFDS_DATASETS,
-    CorruptArchiveError,
     DatasetUnavailableError,
     dataset_class_names,
-    default_cache_dir,
-    extract_archive,
     index_split,
-    is_archive,
     resolve_split_folder,
 )
 from specformer_keras.data.subsets import balanced_subset
@@ -68,6 +70,7 @@ def training_augmentation(*args, **kwargs):
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
+    "COMPLETE_MARKER",
     "IMAGE_SUFFIXES",
     "PIPELINES",
     "SPLIT_ALIASES",

@@ -5,20 +5,49 @@ import os
 
 import keras
 
-from specformer_keras.data.decode import read_image, read_images
-from specformer_keras.data.sources import (
+from specformer_keras.data.archives import (
     ARCHIVE_SUFFIXES,
-    TFDS_DATASETS,
-    TFDS_INSTALL_HINT,
     default_cache_dir,
     extract_archive,
-    index_split,
     is_archive,
 )
+from specformer_keras.data.decode import read_image, read_images
+from specformer_keras.data.sources import (
+    TFDS_DATASETS,
+    TFDS_INSTALL_HINT,
+    index_split,
+)
 from specformer_keras.data.subsets import balanced_subset
-from specformer_keras.utils.validation import check_bool, check_choice, check_int
+from specformer_keras.utils.validation import (
+    check_arguments,
+    check_bool,
+    check_choice,
+    check_int,
+)
 
 PIPELINES = ("auto", "tf", "numpy")
+# The True/False switches of `load_dataset`.
+SWITCHES = (
+    "augment",
+    "rand_augment",
+    "mixup",
+    "cutmix",
+    "drop_remainder",
+    "repeat",
+    "one_hot",
+)
+# The arguments both pipelines take as they are (`ImageDataset` and
+# `tf_pipeline.finish_pipeline`).
+BATCH_OPTIONS = (
+    "batch_size",
+    "augment",
+    "rand_augment",
+    "mixup",
+    "cutmix",
+    "one_hot",
+    "drop_remainder",
+    "seed",
+)
 _CACHE_LIMIT_BYTES = 2e9
 
 
@@ -140,16 +169,7 @@ def load_dataset(
             "`cache_in_memory` must be True, False or 'auto'. "
             f"Received: cache_in_memory={cache_in_memory!r}"
         )
-    for name, value in (
-        ("augment", augment),
-        ("rand_augment", rand_augment),
-        ("mixup", mixup),
-        ("cutmix", cutmix),
-        ("drop_remainder", drop_remainder),
-        ("repeat", repeat),
-        ("one_hot", one_hot),
-    ):
-        check_bool(name, value)
+    check_arguments(((check_bool, SWITCHES),), locals())
     if shuffle is None:
         shuffle = split == "train"
     shuffle = check_bool("shuffle", shuffle)
@@ -158,16 +178,8 @@ def load_dataset(
         tfds_name = str(name_or_path) in TFDS_DATASETS
         tensorflow = keras.config.backend() == "tensorflow"
         pipeline = "tf" if tfds_name or tensorflow else "numpy"
-    options = dict(
-        batch_size=batch_size,
-        augment=augment,
-        rand_augment=rand_augment,
-        mixup=mixup,
-        cutmix=cutmix,
-        one_hot=one_hot,
-        drop_remainder=drop_remainder,
-        seed=seed,
-    )
+    values = locals()
+    options = {name: values[name] for name in BATCH_OPTIONS}
 
     source = os.path.expanduser(str(name_or_path))
     if str(name_or_path) in TFDS_DATASETS:

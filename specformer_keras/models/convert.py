@@ -1,160 +1,24 @@
 """`apply_msvp`: put MSVP into an existing Keras model (e.g. a pretrained ViT)."""
 
-import contextlib
-
 import keras
 
 from specformer_keras.layers.spectral_attention import (
     SpectralMultiHeadAttention,
     normalize_penalty,
 )
+from specformer_keras.models.converted_classes import (
+    ATTENTION_LOADER,
+    MODEL_LOADER,
+    PACKAGE,
+    combined_attention_class,
+    is_converted_model,
+    mark_converted,
+    mha_constructed_as_spectral,
+)
 from specformer_keras.models.spectral_vit import spectral_attention_layers
 from specformer_keras.utils.validation import check_int
 
 _MHA = keras.layers.MultiHeadAttention
-_PACKAGE = "specformer_keras"
-_MODEL_LOADER = f"{_PACKAGE}>MSVPConvertedModel"
-_ATTENTION_LOADER = f"{_PACKAGE}>MSVPAttentionSubclass"
-
-
-# === Classes created on the fly, and how they serialize ===
-#
-# Two cases need a class that does not exist in any module:
-# * a subclass of MultiHeadAttention (a user's or a library's) becomes
-#   `class X(SpectralMultiHeadAttention, Subclass)`, keeping its behaviour;
-# * a model whose custom layers create their `keras.layers.MultiHeadAttention`
-#   in `build` (KerasHub's ViT) must rebuild them as MSVP layers when it is
-#   loaded from `.keras`, or loading fails ("Layer 'mha' expected 0 variables,
-#   but received 6").
-# Each such class serializes as a registered loader (`MSVPAttentionSubclass`,
-# `MSVPConvertedModel`) whose config holds the original class's serialized
-# form and the MSVP settings; the loader rebuilds the class in any process.
-
-_COMBINED = {}
-_CONVERTED = {}
-
-
-def _serialized_as(obj, cls):
-    """``serialize_keras_object(obj)`` as if ``obj`` were of class ``cls``."""
-    actual = obj.__class__
-    obj.__class__ = cls
-    try:
-        config = keras.saving.serialize_keras_object(obj)
-    finally:
-        obj.__class__ = actual
-    config.pop("build_config", None)
-    config.pop("compile_config", None)
-    return config
-
-
-def _register_as(cls, key, loader):
-    """Makes ``cls`` serialize under ``key`` while ``key`` still loads ``loader``."""
-    package, name = key.split(">")
-    keras.saving.register_keras_serializable(package=package, name=name)(cls)
-    keras.saving.get_custom_objects()[key] = loader
-
-
-def _combined_attention_class(base):
-    """``SpectralMultiHeadAttention`` mixed into the MHA subclass ``base``."""
-    if base not in _COMBINED:
-
-        def get_config(self):
-            return {
-                "attention_class": keras.saving.get_registered_name(base),
-                "config": SpectralMultiHeadAttention.get_config(self),
-            }
-
-        cls = type(
-            f"Spectral{base.__name__}",
-            (SpectralMultiHeadAttention, base),
-            {
-                "__module__": __name__,
-                "get_config": get_config,
-                "from_config": classmethod(
-                    lambda cls, config: MSVPAttentionSubclass.from_config(config)
-                ),
-            },
-        )
-        _register_as(cls, _ATTENTION_LOADER, MSVPAttentionSubclass)
-        _COMBINED[base] = cls
-    return _COMBINED[base]
-
-
-class MSVPAttentionSubclass:
-    """Loader of a `MultiHeadAttention` subclass converted by `apply_msvp`."""
-
-    @classmethod
-    def from_config(cls, config):
-        base = keras.saving.get_registered_object(config["attention_class"])
-        if base is None:
-            raise ValueError(
-                "Cannot rebuild an MSVP attention layer: its original class is not "
-                "registered (decorate it with keras.saving.register_keras_serializable "
-                "or pass it in custom_objects). "
-                f"Received: attention_class={config['attention_class']!r}"
-            )
-        combined = _combined_attention_class(base)
-        return base.from_config.__func__(combined, dict(config["config"]))
-
-    def get_config(self):  # pragma: no cover - never instantiated
-        return {}
-
-
-keras.saving.get_custom_objects()[_ATTENTION_LOADER] = MSVPAttentionSubclass
-
-
-def _converted_model_class(base):
-    """Subclass of the model class ``base`` that reloads with MSVP attention."""
-    if base not in _CONVERTED:
-
-        def get_config(self):
-            return {
-                "msvp": dict(self._msvp_settings),
-                "base": _serialized_as(self, base),
-            }
-
-        cls = type(
-            base.__name__,
-            (base,),
-            {
-                "__module__": __name__,
-                "get_config": get_config,
-                "from_config": classmethod(
-                    lambda cls, config: MSVPConvertedModel.from_config(config)
-                ),
-            },
-        )
-        _register_as(cls, _MODEL_LOADER, MSVPConvertedModel)
-        _CONVERTED[base] = cls
-    return _CONVERTED[base]
-
-
-class MSVPConvertedModel:
-    """Loader of a model converted by `apply_msvp` whose layers build attention."""
-
-    @classmethod
-    def from_config(cls, config):
-        settings = config["msvp"]
-        with _mha_constructed_as_spectral(
-            settings["penalty"], settings["power_iterations"]
-        ):
-            model = keras.saving.deserialize_keras_object(config["base"])
-        return _mark_converted(model, settings)
-
-    def get_config(self):  # pragma: no cover - never instantiated
-        return {}
-
-
-keras.saving.get_custom_objects()[_MODEL_LOADER] = MSVPConvertedModel
-
-
-def _mark_converted(model, settings):
-    base = model.__class__
-    if base in _CONVERTED.values():
-        base = base.__mro__[1]
-    model.__class__ = _converted_model_class(base)
-    object.__setattr__(model, "_msvp_settings", dict(settings))
-    return model
 
 
 # === Config rewriting ===
@@ -163,8 +27,8 @@ def _mark_converted(model, settings):
 def _attention_class_of(node):
     """The MultiHeadAttention (sub)class a serialized layer config names, or None."""
     registered = node.get("registered_name")
-    if registered == _ATTENTION_LOADER:
-        return _ATTENTION_LOADER
+    if registered == ATTENTION_LOADER:
+        return ATTENTION_LOADER
     cls = keras.saving.get_registered_object(registered) if registered else None
     if cls is None and node.get("class_name") == "MultiHeadAttention":
         if str(node.get("module", "")).startswith("keras"):
@@ -186,13 +50,13 @@ def _swap_in_config(node, penalty, power_iterations):
         return [_swap_in_config(v, penalty, power_iterations) for v in node]
     if not isinstance(node, dict):
         return node
-    if node.get("registered_name") == _MODEL_LOADER:  # converted before
+    if node.get("registered_name") == MODEL_LOADER:  # converted before
         config = dict(node["config"])
         config["msvp"] = {"penalty": penalty, "power_iterations": power_iterations}
         config["base"] = _swap_in_config(config["base"], penalty, power_iterations)
         return {**node, "config": config}
     if "class_name" in node and isinstance(node.get("config"), dict):
-        if str(node.get("registered_name")).startswith(f"{_PACKAGE}>") and (
+        if str(node.get("registered_name")).startswith(f"{PACKAGE}>") and (
             "penalty" in node["config"]
         ):
             # SpectralViT, EncoderBlock: they build their MSVP attention from
@@ -203,7 +67,7 @@ def _swap_in_config(node, penalty, power_iterations):
                 "config": _swap_in_config(config, penalty, power_iterations),
             }
         cls = _attention_class_of(node)
-        if cls == _ATTENTION_LOADER:  # a converted subclass, converted again
+        if cls == ATTENTION_LOADER:  # a converted subclass, converted again
             inner = dict(node["config"])
             inner["config"] = _with_settings(inner["config"], penalty, power_iterations)
             return {**node, "config": inner}
@@ -217,7 +81,7 @@ def _swap_in_config(node, penalty, power_iterations):
             target = (
                 SpectralMultiHeadAttention
                 if cls is _MHA
-                else _combined_attention_class(cls)
+                else combined_attention_class(cls)
             )
             config = _with_settings(node["config"], penalty, power_iterations)
             if target is not SpectralMultiHeadAttention:
@@ -233,29 +97,6 @@ def _swap_in_config(node, penalty, power_iterations):
                 "config": config,
             }
     return {k: _swap_in_config(v, penalty, power_iterations) for k, v in node.items()}
-
-
-@contextlib.contextmanager
-def _mha_constructed_as_spectral(penalty, power_iterations):
-    """Makes `keras.layers.MultiHeadAttention(...)` build MSVP layers meanwhile.
-
-    Custom layers (KerasHub's `ViTEncoderBlock`, for example) create their
-    attention layer in `build`, so it never appears in the model config.
-    """
-
-    class _Spectral(SpectralMultiHeadAttention):
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("penalty", penalty)
-            kwargs.setdefault("power_iterations", power_iterations)
-            super().__init__(*args, **kwargs)
-
-    _Spectral.__name__ = SpectralMultiHeadAttention.__name__
-    _Spectral._msvp_built_in_build = True
-    keras.layers.MultiHeadAttention = _Spectral
-    try:
-        yield _Spectral
-    finally:
-        keras.layers.MultiHeadAttention = _MHA
 
 
 def _is_attention(layer):
@@ -386,7 +227,7 @@ def apply_msvp(model, penalty, power_iterations=1, warmup_iterations=20):
         )
     serialized = keras.saving.serialize_keras_object(model)
     serialized = _swap_in_config(serialized, penalty, power_iterations)
-    with _mha_constructed_as_spectral(penalty, power_iterations):
+    with mha_constructed_as_spectral(penalty, power_iterations):
         new_model = keras.saving.deserialize_keras_object(serialized)
         if not new_model.built and model.built:
             new_model.build(model.input_shape)
@@ -407,8 +248,8 @@ def apply_msvp(model, penalty, power_iterations=1, warmup_iterations=20):
         getattr(type(layer), "_msvp_built_in_build", False)
         for layer in _flatten(new_model)
     )
-    if built_in_build or isinstance(new_model, tuple(_CONVERTED.values())):
-        new_model = _mark_converted(
+    if built_in_build or is_converted_model(new_model):
+        new_model = mark_converted(
             new_model, {"penalty": penalty, "power_iterations": power_iterations}
         )
     _copy_weights(model, new_model)

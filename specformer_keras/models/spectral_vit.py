@@ -3,22 +3,27 @@
 import keras
 from keras import ops
 
-from specformer_keras.layers.spectral_attention import (
-    SpectralMultiHeadAttention,
-    normalize_penalty,
-)
-from specformer_keras.layers.vit_blocks import (
-    ClassTokenAndPosition,
+from specformer_keras.layers.encoder_block import (
     EncoderBlock,
-    PatchEmbedding,
-    check_rate,
+    check_encoder_arguments,
 )
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
+from specformer_keras.layers.vit_blocks import ClassTokenAndPosition, PatchEmbedding
 from specformer_keras.models.presets import PRESETS, get_preset
-from specformer_keras.utils.validation import check_int, reject_unknown_kwargs
+from specformer_keras.utils.validation import (
+    check_arguments,
+    check_int,
+    reject_unknown_kwargs,
+)
 
 # `keras.Model` arguments a functional `SpectralViT` honours (Keras's
 # functional constructor ignores any other keyword silently).
 MODEL_KWARGS = ("name", "trainable")
+# The integer arguments only SpectralViT has; the encoder's are checked by
+# `check_encoder_arguments`.
+MODEL_ARGUMENT_CHECKS = (
+    (check_int, ("image_size", "patch_size", "num_classes", "depth", "channels")),
+)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
@@ -162,39 +167,18 @@ class SpectralViT(keras.Model):
                 f"building the model. Received: dtype={kwargs['dtype']!r}"
             )
         reject_unknown_kwargs("SpectralViT", kwargs, allowed=MODEL_KWARGS)
-        for name, value in (
-            ("image_size", image_size),
-            ("patch_size", patch_size),
-            ("num_classes", num_classes),
-            ("hidden_dim", hidden_dim),
-            ("depth", depth),
-            ("num_heads", num_heads),
-            ("mlp_dim", mlp_dim),
-            ("channels", channels),
-        ):
-            check_int(name, value, minimum=1)
+        check_arguments(MODEL_ARGUMENT_CHECKS, locals())
         if image_size % patch_size:
             raise ValueError(
                 "`image_size` must be divisible by `patch_size`. "
                 f"Received: image_size={image_size}, patch_size={patch_size}"
             )
-        if hidden_dim % num_heads:
-            raise ValueError(
-                "`hidden_dim` must be divisible by `num_heads`. "
-                f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-            )
         if pooling not in ("cls", "gap"):
             raise ValueError(
                 f"`pooling` must be 'cls' or 'gap'. Received: pooling={pooling!r}"
             )
-        for name, value in (
-            ("dropout_rate", dropout_rate),
-            ("attention_dropout", attention_dropout),
-            ("drop_path_rate", drop_path_rate),
-        ):
-            check_rate(name, value)
-        check_int("power_iterations", power_iterations, minimum=1)
-        normalize_penalty(penalty)  # validates early, with the argument's name
+        # hidden_dim, num_heads, mlp_dim, the rates, power_iterations, penalty:
+        check_encoder_arguments(locals())  # validates early, naming the argument
         mean = _per_channel("mean", mean, channels)
         std = _per_channel("std", std, channels)
         if any(s <= 0 for s in std):

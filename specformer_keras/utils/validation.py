@@ -48,6 +48,17 @@ def reject_unknown_kwargs(owner, kwargs, allowed=()):
         )
 
 
+def reject_unknown_layer_kwargs(layer, kwargs):
+    """`reject_unknown_kwargs` for a layer's ``__init__``, before ``super().__init__``.
+
+    Args:
+        layer: The layer being constructed (its class names it in the message).
+        kwargs: The keyword arguments left after the layer's own; only the
+            base `keras.layers.Layer` arguments (`layer_arguments`) are allowed.
+    """
+    reject_unknown_kwargs(type(layer).__name__, kwargs, allowed=layer_arguments())
+
+
 def check_bool(name, value):
     """`value` must be exactly True or False."""
     if not isinstance(value, (bool, np.bool_)):
@@ -140,3 +151,45 @@ def layer_arguments(*classes):
             ):
                 names.add(name)
     return tuple(sorted(names))
+
+
+def check_arguments(table, values):
+    """Runs a table of checks over a function's arguments, in the table's order.
+
+    For argument lists where many names share one check (the integer sizes of
+    a model, its dropout rates, a loader's True/False switches): the table
+    says once which check each name gets, instead of one call per name.
+
+    Args:
+        table: Rows ``(check, names)``: ``check(name, value)`` is one of this
+            module's checks (or a ``functools.partial`` of one with its bounds),
+            ``names`` a tuple of argument names.
+        values: ``{name: value}`` holding every name of the table, usually the
+            caller's ``locals()``.
+
+    Returns:
+        ``{name: checked value}`` for every name of the table.
+
+    Raises:
+        TypeError, ValueError: from the first check that fails, naming the
+            argument and the value received.
+
+    Example:
+
+    ```python
+    from specformer_keras.utils.validation import check_arguments, check_bool, check_int
+
+    def resize(size, batch_size, flip=False):
+        checked = check_arguments(
+            ((check_int, ("size", "batch_size")), (check_bool, ("flip",))), locals()
+        )
+        return checked["size"]
+
+    assert resize(8, 2) == 8
+    try:
+        resize(8, 0)
+    except ValueError as error:
+        assert "Received: batch_size=0" in str(error)
+    ```
+    """
+    return {name: check(name, values[name]) for check, names in table for name in names}

@@ -1,113 +1,22 @@
-"""`SpectralNormMonitor` (every attention layer's sigma per epoch) and `ScalarLogger`.
+"""`SpectralNormMonitor`: every attention layer's sigma per epoch.
 
-TensorBoard event files are written without TensorFlow, on every backend:
-with tensorboardX when it is installed, otherwise with the `tensorboard`
-package's own event writer. `keras.callbacks.TensorBoard` imports TensorFlow;
-`ScalarLogger` writes the same epoch scalars (`epoch_loss`, ...) without it.
+Also `flatten_spectral_norms` (the flat `sigma/<layer>/<projection>` logs)
+and `load_sigma_history` (its JSON or CSV record read back).
 """
 
 import csv
 import json
 import os
-import time
 import warnings
 
 import keras
 import numpy as np
 
+from specformer_keras.callbacks.event_writer import EventWriter, require_writer
 from specformer_keras.utils.io import atomic_write_json, atomic_write_text
 from specformer_keras.utils.validation import check_bool, check_choice
 
 REDUCTIONS = ("max", "mean")
-
-
-def _writer_backend():
-    """`"tensorboardX"`, `"tensorboard"` or None: what can write event files."""
-    import importlib.util
-
-    for name in ("tensorboardX", "tensorboard"):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    return None
-
-
-def _require_writer(owner):
-    if _writer_backend() is None:
-        raise ImportError(
-            f"{owner}(log_dir=...) writes TensorBoard files with tensorboardX or "
-            "tensorboard, and neither is installed: pip install tensorboardX"
-        )
-
-
-class EventWriter:
-    """Writes TensorBoard scalars to one folder, without TensorFlow.
-
-    Uses tensorboardX when installed, else the `tensorboard` package's record
-    writer and protos on a plain file (its `EventFileWriter` imports
-    TensorFlow when TensorFlow is installed, so it is not used). Both are read
-    back by TensorBoard and by
-    `tensorboard.backend.event_processing.event_accumulator.EventAccumulator`.
-
-    Args:
-        log_dir: The folder of the event file (created if needed).
-
-    Example:
-
-    ```python
-    import tempfile
-    from specformer_keras.callbacks import EventWriter
-
-    writer = EventWriter(tempfile.mkdtemp())
-    writer.scalar("loss", 0.5, step=1)
-    writer.close()
-    ```
-    """
-
-    def __init__(self, log_dir):
-        _require_writer("EventWriter")
-        os.makedirs(log_dir, exist_ok=True)
-        self.log_dir = log_dir
-        self._x = self._records = None
-        if _writer_backend() == "tensorboardX":
-            from tensorboardX import SummaryWriter
-
-            self._x = SummaryWriter(log_dir)
-            return
-        import socket
-
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        name = (
-            f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}."
-            f"{os.getpid()}.{id(self)}"
-        )
-        self._records = RecordWriter(open(os.path.join(log_dir, name), "wb"))
-        self._write(file_version="brain.Event:2")
-
-    def _write(self, **fields):
-        from tensorboard.compat.proto import event_pb2
-
-        event = event_pb2.Event(wall_time=time.time(), **fields)
-        self._records.write(event.SerializeToString())
-
-    def scalar(self, tag, value, step):
-        """Adds one scalar (NaN allowed) at integer `step`."""
-        value, step = float(value), int(step)
-        if self._x is not None:
-            self._x.add_scalar(tag, value, global_step=step)
-            return
-        from tensorboard.compat.proto import summary_pb2
-
-        summary = summary_pb2.Summary(
-            value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]
-        )
-        self._write(step=step, summary=summary)
-
-    def flush(self):
-        (self._x or self._records).flush()
-
-    def close(self):
-        (self._x or self._records).close()
 
 
 def _spectral_norms(model, exact):
@@ -223,7 +132,7 @@ class SpectralNormMonitor(keras.callbacks.Callback):
         exact = check_bool("exact", exact)
         self.stop_on_nan = check_bool("stop_on_nan", stop_on_nan)
         if log_dir:
-            _require_writer("SpectralNormMonitor")
+            require_writer("SpectralNormMonitor")
         self.diverged = False
         self.exact = exact
         self.reduction = reduction
@@ -352,85 +261,3 @@ def load_sigma_history(path):
             heads = norms.setdefault(row["layer"], {}).setdefault(row["projection"], [])
             heads.append(float(row["sigma"]))
     return [{"epoch": e, "norms": by_epoch[e]} for e in sorted(by_epoch)]
-
-
-class ScalarLogger(keras.callbacks.Callback):
-    """Writes the epoch logs (losses, metrics, learning rate) as TensorBoard scalars.
-
-    The epoch scalars of `keras.callbacks.TensorBoard`, in its layout
-    (`<log_dir>/train` and `<log_dir>/validation`, tags `epoch_loss`,
-    `epoch_accuracy`, ..., `epoch_learning_rate`), written without TensorFlow
-    (`EventWriter`), so it works on JAX and torch with TensorFlow absent.
-    Non-numeric log values are skipped; NaN is written as NaN.
-
-    Args:
-        log_dir: The TensorBoard folder.
-
-    Example:
-
-    ```python
-    import tempfile
-    import numpy as np
-    import keras
-    from specformer_keras.callbacks import ScalarLogger
-
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile("sgd", "mse")
-    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), epochs=2, verbose=0,
-              validation_data=(np.zeros((2, 3)), np.zeros((2, 2))),
-              callbacks=[ScalarLogger(tempfile.mkdtemp())])
-    ```
-    """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
-            raise TypeError(
-                f"Argument `log_dir` must be a folder path. Received: log_dir={log_dir!r}"
-            )
-        _require_writer("ScalarLogger")
-        self.log_dir = str(log_dir)
-        self._writers = {}
-
-    def _writer(self, name):
-        if name not in self._writers:
-            self._writers[name] = EventWriter(os.path.join(self.log_dir, name))
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        rate = self._learning_rate()
-        if rate is not None and "learning_rate" not in logs:
-            logs["learning_rate"] = rate
-        for key, value in sorted(logs.items()):
-            value = _as_float(value)
-            if value is None:
-                continue
-            if key.startswith("val_"):
-                self._writer("validation").scalar(f"epoch_{key[4:]}", value, epoch)
-            else:
-                self._writer("train").scalar(f"epoch_{key}", value, epoch)
-        for writer in self._writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
-
-    def _learning_rate(self):
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None:
-            return None
-        try:
-            return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        except Exception:  # a schedule or an optimizer without one
-            return None
-
-
-def _as_float(value):
-    try:
-        value = float(np.asarray(keras.ops.convert_to_numpy(value)).reshape(()))
-    except Exception:
-        return None
-    return value
