@@ -263,7 +263,7 @@ def stage_train(config, state, data, directory, max_epochs=None):
     from keras import ops as keras_ops
 
     from specformer_keras.evaluation import evaluate_robustness
-    from specformer_keras.utils.io import atomic_write_json
+    from specformer_keras.utils.io import atomic_path, atomic_write_json
 
     model, trainer = build_trainer(config)
     checkpoint = os.path.join(directory, "checkpoint.weights.h5")
@@ -306,9 +306,8 @@ def stage_train(config, state, data, directory, max_epochs=None):
             heldout_robust=report["accuracy"][config["monitor_attack"]],
             mean_sigma_max=mean_sigma,
         )
-        tmp = checkpoint + ".tmp.weights.h5"
-        trainer.save_weights(tmp)
-        os.replace(tmp, checkpoint)
+        with atomic_path(checkpoint) as tmp:
+            trainer.save_weights(tmp)
         state["epochs_done"] = epoch + 1
         state["seed_states"] = [
             np.asarray(keras_ops.convert_to_numpy(g.state.value)).tolist()
@@ -631,9 +630,9 @@ def summarize(out, assets=None):
 
 
 def plot_curves(by_lambda, path):
-    from specformer_keras.plots import _pyplot
+    from specformer_keras.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, lam in enumerate(sorted(by_lambda)):

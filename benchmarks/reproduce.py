@@ -261,7 +261,7 @@ def accuracy_rows(record):
 
 def summarize(out_dir, mode):
 
-    from specformer_keras.plots import _pyplot
+    from specformer_keras.plots import pyplot
 
     records = []
     for name in sorted(os.listdir(out_dir)):
@@ -312,7 +312,7 @@ def summarize(out_dir, mode):
     atomic_write_text(os.path.join(out_dir, "summary.md"), table + "\n")
     print(table)
 
-    plt = _pyplot()
+    plt = pyplot()
     robust_cols = [c for c in columns if c != "clean"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for col in robust_cols:

@@ -23,6 +23,7 @@ import tarfile
 import numpy as np
 
 from specformer_keras.data import balanced_subset, default_cache_dir
+from specformer_keras.utils.io import atomic_path
 
 DEFAULT_ARCHIVE = os.path.normpath(
     os.path.join(
@@ -80,11 +81,9 @@ def load_cifar_arrays(archive=DEFAULT_ARCHIVE, cache_dir=None):
         rows = sorted(images[split], key=lambda r: (r[0], r[1]))
         arrays.append(np.stack([r[2] for r in rows]).astype("uint8"))
         arrays.append(np.array([class_names.index(r[0]) for r in rows], "int32"))
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    tmp = cache + f".{os.getpid()}.tmp.npz"
-    np.savez(tmp, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2],
-             y_test=arrays[3], class_names=np.array(class_names))  # fmt: skip
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp:
+        np.savez(tmp, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2],
+                 y_test=arrays[3], class_names=np.array(class_names))  # fmt: skip
     return (*arrays, class_names)
 
 

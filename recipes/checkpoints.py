@@ -27,15 +27,13 @@ import keras
 
 from recipes.config import RecipeError
 from recipes.run_dir import overwrite_hint
-from specformer_keras.utils.io import atomic_write_text
+from specformer_keras.utils.io import atomic_path, atomic_write_text
 
 
 def save_model(model, path):
     """`model.save(path)` through a temporary file in the same folder."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name[: -len('.keras')]}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def load_classifier(path, out):

@@ -10,7 +10,17 @@ import numbers
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend (for scripts that draw more).
+
+    Example:
+
+    ```python
+    from specformer_keras.plots import pyplot
+
+    fig, ax = pyplot().subplots()
+    ```
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -23,7 +33,7 @@ def _finish(fig, path):
     fig.tight_layout()
     if path is not None:
         fig.savefig(str(path), dpi=120)
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return fig
 
 
@@ -91,7 +101,7 @@ def plot_training_curves(history, path=None, title=None):
     losses = [n for n in base_names if "loss" in n]
     others = [n for n in base_names if "loss" not in n]
     panels = [p for p in (losses, others) if p]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False
     )
@@ -154,7 +164,7 @@ def plot_sigma(history, path=None, reduction="max", title=None):
     reduce = np.max if reduction == "max" else np.mean
     projections = sorted({p for e in history for v in e["norms"].values() for p in v})
     layers = sorted({layer for e in history for layer in e["norms"]})
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(
         1, len(projections), figsize=(4.5 * len(projections), 3.8), squeeze=False
     )
@@ -264,7 +274,7 @@ def plot_accuracy_vs_eps(curve, path=None, title=None, eps_in_255=True):
     ```
     """
     series = _curve_points(curve)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     scale = 255.0 if eps_in_255 else 1.0
     for name, (eps, accuracy) in sorted(series.items()):
@@ -312,7 +322,7 @@ def plot_lipschitz_per_layer(reports, path=None, title=None):
             "`reports` must be a non-empty dict {label: report or list of reports}. "
             f"Received: reports={type(reports).__name__}"
         )
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax_model) = plt.subplots(
         1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]}
     )

@@ -1,5 +1,9 @@
 """Atomic file writes: a reader never sees half a file, a kill never leaves one.
 
+`atomic_write_bytes`, `atomic_write_text` and `atomic_write_json` write data;
+`atomic_path` lends a temporary path to any writer that takes a file name
+(`model.save`, `save_weights`, `np.savez`) and renames it into place.
+
 Example:
 
 ```python
@@ -12,9 +16,11 @@ assert read_json(path) == {"clean": 0.5}
 ```
 """
 
+import contextlib
 import json
 import os
 import tempfile
+import uuid
 
 import numpy as np
 
@@ -43,6 +49,47 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path``, renamed onto ``path`` if the block succeeds.
+
+    For writers that take a file name instead of bytes. The temporary name is
+    ``.tmp-<pid>-<random>.<name of path>`` in the same folder, so it ends as
+    ``path`` does (Keras checks for ``.keras`` and ``.weights.h5``, NumPy
+    appends ``.npz`` otherwise). If the block raises, the temporary file is
+    removed and ``path`` is left as it was.
+
+    Args:
+        path: The file to write.
+
+    Yields:
+        The temporary path to write to.
+
+    Example:
+
+    ```python
+    import os, tempfile
+    import numpy as np
+    from specformer_keras.utils.io import atomic_path
+
+    path = os.path.join(tempfile.mkdtemp(), "arrays.npz")
+    with atomic_path(path) as tmp:
+        np.savez(tmp, x=np.zeros(3))
+    assert os.listdir(os.path.dirname(path)) == ["arrays.npz"]
+    ```
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.{name}")
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
