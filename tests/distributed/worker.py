@@ -170,7 +170,27 @@ def train(*methods):
     }
 
 
-TASKS = {"allgather": allgather, "train": train}
+def evaluate(n="16", attacks="clean,pgd5,autoattack", batch_size="8", output_dir="-"):
+    """`evaluate_robustness` on the toy task of tests/evaluation_task.py.
+
+    After `distributed.initialize()` each process evaluates its share of the
+    batches and every process returns the gathered report.
+    """
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from evaluation_task import evaluate_task
+
+    return evaluate_task(
+        None if output_dir == "-" else output_dir,
+        n=int(n),
+        batch_size=int(batch_size),
+        attacks=attacks.split(","),
+        initialize=True,
+    )
+
+
+TASKS = {"allgather": allgather, "train": train, "evaluate": evaluate}
 
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
