@@ -106,29 +106,13 @@ def _worker(backend, methods):
         )
     import keras
 
-    from specformer_keras import SpectralViT
     from specformer_keras.training import AdversarialTrainer
 
-    # SpectralViT(seed=...) seeds u/v, dropout and drop path, not the weight
-    # initializers: seed those too so that every run of this test is the same.
-    keras.utils.set_random_seed(0)
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+    from testing import tiny_images, tiny_vit
 
-    rng = np.random.default_rng(0)
-    x = rng.random((16, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 3, size=16)
-
-    def build():
-        return SpectralViT(
-            image_size=8,
-            patch_size=4,
-            num_classes=3,
-            hidden_dim=16,
-            depth=1,
-            num_heads=2,
-            mlp_dim=16,
-            penalty=1e-2,
-            seed=0,
-        )
+    x, y = tiny_images()
+    build = tiny_vit  # seeds the weight initializers too: every run is the same
 
     initial_weights = [np.array(w) for w in build().get_weights()]
 
