@@ -8,7 +8,9 @@ same names in each (as Keras keeps ``keras/src/backend/<name>/``):
   input gradients: ``tensorflow_attacks`` (``tf.function(jit_compile=True)`` +
   ``GradientTape``), ``jax_attacks`` (``jax.jit`` over ``stateless_call``),
   ``torch_attacks`` (eager loop, ``torch.autograd.grad`` on the input; eager
-  measured faster than ``torch.compile`` here).
+  measured faster than ``torch.compile`` here). Each writes only
+  ``build_runner(model, body)``; the per-model cache that makes it
+  ``compile_body`` is ``compile_cache.cached_compile_body``, shared.
 * ``*_trainer``: ``AdversarialSteps``, the adversarial ``train_step``/
   ``test_step`` mixin of ``AdversarialTrainer`` (``tensorflow_trainer``,
   ``jax_trainer``, ``torch_trainer``).
