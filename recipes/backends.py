@@ -6,6 +6,7 @@ once, at import). TensorFlow is imported only when it is the backend.
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 
@@ -124,14 +125,56 @@ def check_backend_supports(backend, needs_trainer):
             ) from None
 
 
+def multi_process_environment():
+    """What in the environment starts several processes, or None.
+
+    ``TF_CONFIG`` naming more than one ``chief``/``worker`` task,
+    ``JAX_NUM_PROCESSES`` > 1 or ``WORLD_SIZE`` > 1 (torchrun): the variables
+    `specformer_keras.distributed.initialize()` reads.
+    """
+    value = os.environ.get("TF_CONFIG")
+    if value:
+        try:
+            cluster = json.loads(value).get("cluster", {})
+            tasks = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+        except (ValueError, AttributeError, TypeError):
+            raise RecipeError(
+                f"TF_CONFIG must be JSON with a `cluster`. Received: TF_CONFIG={value!r}"
+            ) from None
+        if tasks > 1:
+            return f"TF_CONFIG names {tasks} tasks"
+    for name in ("JAX_NUM_PROCESSES", "WORLD_SIZE"):
+        if os.environ.get(name, "1").strip() not in ("", "0", "1"):
+            return f"{name}={os.environ[name]}"
+    return None
+
+
 def select_distribution(backend):
     """TPUStrategy / MirroredStrategy / default on TF; DataParallel on multi-device JAX.
+
+    The recipes run as one process per run (all devices of one host). An
+    environment that starts several processes (`multi_process_environment`)
+    is refused rather than letting every process train on all the data and
+    write the same run folder; train on several hosts with
+    `specformer_keras.distributed` directly (docs/distributed.md).
 
     Returns:
         `(scope_factory, description, replicas)`: a callable returning a context
         manager for model creation and compile, a short text for the logs, and
         the number of tf.distribute replicas in sync (1 off TensorFlow).
+
+    Raises:
+        RecipeError: the environment describes several processes.
     """
+    several = multi_process_environment()
+    if several:
+        raise RecipeError(
+            f"This environment starts several processes ({several}), but the "
+            "recipes run as one process per run: their input pipeline, run folder "
+            "and checkpoints are not split between processes. Unset it to use "
+            "every device of this host, or train on several hosts with "
+            "specformer_keras.distributed as docs/distributed.md shows."
+        )
     if backend == "jax":
         import jax
         import keras
