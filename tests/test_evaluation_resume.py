@@ -115,11 +115,19 @@ def test_verdicts_do_not_depend_on_the_batch_size():
     assert small["layout"]["batch_size"] == 8 and large["layout"]["batch_size"] == 32
 
 
-def test_two_shards_gather_the_single_process_report(monkeypatch):
-    """Process 1 of 2 (the second half of the batches), then process 0 with
-    its records gathered: the report of a single-process run."""
+@pytest.mark.parametrize("kind", ["arrays", "iterable"])
+def test_two_shards_gather_the_single_process_report(kind, monkeypatch):
+    """Process 1 of 2, then process 0 with both processes' records gathered:
+    the report of a single-process run."""
     model = template_classifier()
-    data = toy_data(n=20, seed=7)
+    x, y = toy_data(n=20, seed=7)
+    if kind == "arrays":
+        data = (x, y)
+        # Contiguous blocks of batches: 5 batches -> points [0, 8) and [8, 20).
+        expected = {0: [0, 4], 1: [8, 12, 16]}
+    else:  # every second batch
+        data = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 20, 4)]
+        expected = {0: [0, 8, 16], 1: [4, 12]}
     single = evaluate_robustness(model, data, batch_size=4, verbose=False, **EVAL)
     shards = {}
 
@@ -144,9 +152,7 @@ def test_two_shards_gather_the_single_process_report(monkeypatch):
             )
         except Stop:
             pass
-    # Contiguous blocks of batches: 5 batches -> points [0, 8) and [8, 20).
-    assert [r["start"] for r in shards[0]] == [0, 4]
-    assert [r["start"] for r in shards[1]] == [8, 12, 16]
+    assert {i: [r["start"] for r in shards[i]] for i in (0, 1)} == expected
     assert strip(sharded) == strip(single)
     assert sharded["layout"]["process_count"] == 2
 

@@ -56,10 +56,11 @@ def evaluate_robustness(
 ):
     """Accuracy of ``model`` under several attacks, per-point worst case, sanity checks.
 
-    Every point's random draws depend only on ``seed`` and the point's index
-    in ``data`` (`specformer_keras.attacks.randomness`), so its verdict is the
-    same whatever the batch size, the process that evaluates it, or where an
-    interrupted evaluation resumed.
+    Every named attack draws its random numbers per point, from ``seed`` and
+    the point's index in ``data`` (`specformer_keras.attacks.randomness`), so
+    a point's verdict is the same whatever the batch size, the process that
+    evaluates it, or where an interrupted evaluation resumed. (A callable
+    attack is called per batch and owns its randomness.)
 
     With several processes (one per host, started with
     `specformer_keras.distributed.initialize`), each process attacks its
