@@ -10,9 +10,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from testing import BACKEND, REPO_ROOT
+from testing import BACKEND, REPO_ROOT, tiny_images, tiny_vit
 
-from specformer_keras import SpectralViT
 from specformer_keras.callbacks import (
     EventWriter,
     ScalarLogger,
@@ -41,25 +40,6 @@ def _read_scalars(event_dir):
     }
 
 
-def _tiny_model(penalty=1e-2):
-    return SpectralViT(
-        image_size=8,
-        patch_size=4,
-        num_classes=3,
-        hidden_dim=16,
-        depth=1,
-        num_heads=2,
-        mlp_dim=16,
-        penalty=penalty,
-        seed=0,
-    )
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    return rng.random((16, 8, 8, 3), dtype="float32"), rng.integers(0, 3, 16)
-
-
 def _exact_sigma(kernel):
     """Largest singular value per head of a (d_model, heads, head_dim) kernel."""
     kernel = np.asarray(kernel, dtype="float64")
@@ -72,14 +52,14 @@ def _exact_sigma(kernel):
 
 
 def test_monitor_records_exact_sigma_each_epoch(tmp_path):
-    model = _tiny_model()
+    model = tiny_vit()
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     monitor = SpectralNormMonitor(
         json_path=str(tmp_path / "sigma.json"),
         csv_path=str(tmp_path / "sigma.csv"),
         log_dir=str(tmp_path / "tb"),
     )
-    x, y = _data()
+    x, y = tiny_images()
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[monitor])
 
     assert [e["epoch"] for e in monitor.history] == [-1, 0, 1]
@@ -140,7 +120,7 @@ def test_monitor_records_exact_sigma_each_epoch(tmp_path):
 
 def test_wrapped_classifier_estimates_and_mean_reduction():
     """Through a wrapper exposing `.model` (like AdversarialTrainer): estimates, mean."""
-    inner = _tiny_model(penalty=(1e-2, 0.0, 1e-2))
+    inner = tiny_vit(penalty=(1e-2, 0.0, 1e-2))
     inner.build((None, 8, 8, 3))
 
     class Wrapper(keras.Model):
@@ -160,7 +140,7 @@ def test_wrapped_classifier_estimates_and_mean_reduction():
         "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     monitor = SpectralNormMonitor(exact=False, reduction="mean")
-    x, y = _data()
+    x, y = tiny_images()
     history = wrapper.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[monitor])
     norms = monitor.history[-1]["norms"]
     assert sorted(norms) == sorted(inner.spectral_norms())
@@ -178,8 +158,8 @@ def test_wrapped_classifier_estimates_and_mean_reduction():
 
 def test_resume_continues_json_record(tmp_path):
     path = str(tmp_path / "sigma.json")
-    x, y = _data()
-    model = _tiny_model()
+    x, y = tiny_images()
+    model = tiny_vit()
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(
         x, y, epochs=2, verbose=0, callbacks=[SpectralNormMonitor(json_path=path)]
@@ -238,9 +218,9 @@ def test_exact_spectral_norms_of_nan_kernel_is_nan_with_warning():
 
 @pytest.mark.parametrize("exact", [True, False])
 def test_monitor_reports_nan_sigma_and_can_stop(tmp_path, exact):
-    model = _tiny_model()
+    model = tiny_vit()
     model.compile("sgd", "sparse_categorical_crossentropy")
-    x, y = _data()
+    x, y = tiny_images()
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # u/v estimates exist
     _poison(model)
     monitor = SpectralNormMonitor(
