@@ -38,7 +38,18 @@ def _json_default(value):
 
 
 def atomic_write_bytes(path, data):
-    """Writes ``data`` to ``path`` through a temporary file in the same folder."""
+    """Writes ``data`` to ``path`` through a temporary file in the same folder.
+
+    The folder is created if needed; the temporary file is fsynced, renamed onto
+    ``path`` and removed if anything fails.
+
+    Args:
+        path: The file to write.
+        data: The bytes to write.
+
+    Raises:
+        OSError: If the folder or the file cannot be written.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -72,6 +83,9 @@ def atomic_path(path):
     Yields:
         The temporary path to write to.
 
+    Raises:
+        OSError: If the folder cannot be created or the rename fails.
+
     Example:
 
     ```python
@@ -98,12 +112,27 @@ def atomic_path(path):
 
 
 def atomic_write_text(path, text):
-    """Writes the string ``text`` to ``path`` atomically (UTF-8)."""
+    """Writes the string ``text`` to ``path`` atomically (UTF-8).
+
+    Args:
+        path: The file to write.
+        text: The string to write.
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, data, indent=2):
-    """Writes ``data`` as JSON (NumPy scalars and arrays allowed) atomically."""
+    """Writes ``data`` as JSON (NumPy scalars and arrays allowed) atomically.
+
+    Args:
+        path: The file to write.
+        data: A JSON-serializable object; NumPy scalars and arrays become
+            numbers and lists.
+        indent: JSON indentation. Defaults to 2.
+
+    Raises:
+        TypeError: If ``data`` holds an object JSON cannot represent.
+    """
     atomic_write_text(
         path, json.dumps(data, indent=indent, default=_json_default) + "\n"
     )
@@ -115,6 +144,13 @@ def read_json(path, hint=None):
     Args:
         path: The file.
         hint: Optional advice appended to the message (e.g. "rerun with --overwrite").
+
+    Returns:
+        The decoded JSON value.
+
+    Raises:
+        CorruptFileError: If the file is not valid JSON (the message names it).
+        FileNotFoundError: If the file does not exist.
     """
     try:
         with open(path) as f:

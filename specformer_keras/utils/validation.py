@@ -38,6 +38,10 @@ def reject_unknown_kwargs(owner, kwargs, allowed=()):
         owner: Name of the function or class, for the message.
         kwargs: The keyword arguments received.
         allowed: Names that are accepted.
+
+    Raises:
+        TypeError: If ``kwargs`` holds a name not in ``allowed`` (the message
+            lists the unknown and the allowed names).
     """
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
@@ -55,12 +59,26 @@ def reject_unknown_layer_kwargs(layer, kwargs):
         layer: The layer being constructed (its class names it in the message).
         kwargs: The keyword arguments left after the layer's own; only the
             base `keras.layers.Layer` arguments (`layer_arguments`) are allowed.
+
+    Raises:
+        TypeError: On an argument that is not a base layer argument.
     """
     reject_unknown_kwargs(type(layer).__name__, kwargs, allowed=layer_arguments())
 
 
 def check_bool(name, value):
-    """`value` must be exactly True or False."""
+    """`value` must be exactly True or False.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+
+    Returns:
+        `value` as a Python bool.
+
+    Raises:
+        TypeError: If `value` is not a bool (``1`` and ``"yes"`` are refused).
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(
             f"Argument `{name}` must be True or False. {_received(name, value)}"
@@ -69,7 +87,21 @@ def check_bool(name, value):
 
 
 def check_int(name, value, minimum=1, maximum=None):
-    """`value` must be an integer (not a bool) in ``[minimum, maximum]``."""
+    """`value` must be an integer (not a bool) in ``[minimum, maximum]``.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+        minimum: The smallest value allowed. Defaults to 1.
+        maximum: The largest value allowed, or None for no bound.
+
+    Returns:
+        `value` as a Python int.
+
+    Raises:
+        TypeError: If `value` is not an integer (``2.0`` is refused).
+        ValueError: If `value` is out of bounds.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(
             f"Argument `{name}` must be an integer >= {minimum}. {_received(name, value)}"
@@ -83,7 +115,22 @@ def check_int(name, value, minimum=1, maximum=None):
 
 
 def check_number(name, value, minimum=None, maximum=None, include_minimum=True):
-    """`value` must be a finite real number (not a bool) within the bounds."""
+    """`value` must be a finite real number (not a bool) within the bounds.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+        minimum: The lower bound, or None.
+        maximum: The upper bound (included), or None.
+        include_minimum: Whether `minimum` itself is allowed. Defaults to True.
+
+    Returns:
+        `value` as a Python float.
+
+    Raises:
+        TypeError: If `value` is not a real number.
+        ValueError: If `value` is NaN, infinite or out of bounds.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"Argument `{name}` must be a number. {_received(name, value)}")
     value = float(value)
@@ -105,7 +152,19 @@ def check_number(name, value, minimum=None, maximum=None, include_minimum=True):
 
 
 def check_choice(name, value, choices):
-    """`value` must be one of ``choices``."""
+    """`value` must be one of ``choices``.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+        choices: The allowed values.
+
+    Returns:
+        `value` unchanged.
+
+    Raises:
+        ValueError: If `value` is not in `choices` (the message lists them).
+    """
     if value not in choices:
         raise ValueError(
             f"Argument `{name}` must be one of {tuple(choices)}. {_received(name, value)}"
@@ -114,14 +173,38 @@ def check_choice(name, value, choices):
 
 
 def check_seed(name, value):
-    """`value` must be None or an integer >= 0."""
+    """`value` must be None or an integer >= 0.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+
+    Returns:
+        None or `value` as a Python int.
+
+    Raises:
+        TypeError: If `value` is neither None nor an integer.
+        ValueError: If `value` is negative.
+    """
     if value is None:
         return None
     return check_int(name, value, minimum=0)
 
 
 def check_rate(name, value):
-    """`value` must be a number in ``[0, 1)`` (a dropout or drop-path rate)."""
+    """`value` must be a number in ``[0, 1)`` (a dropout or drop-path rate).
+
+    Args:
+        name: The argument's name, for the message.
+        value: The value received.
+
+    Returns:
+        `value` as a Python float.
+
+    Raises:
+        TypeError: If `value` is not a real number.
+        ValueError: If `value` is outside ``[0, 1)``.
+    """
     number = check_number(name, value)
     if not 0.0 <= number < 1.0:
         raise ValueError(
@@ -137,6 +220,12 @@ def layer_arguments(*classes):
     ``keras.layers.Layer`` (``name``, ``dtype``, ``trainable``, ...), which
     Keras also accepts as ``input_shape``/``input_dim``. Pass the result as
     ``allowed`` to `reject_unknown_kwargs` before ``super().__init__``.
+
+    Args:
+        *classes: Keras layer classes whose constructor arguments are accepted.
+
+    Returns:
+        A sorted tuple of argument names.
     """
     import inspect
 
@@ -171,8 +260,9 @@ def check_arguments(table, values):
         ``{name: checked value}`` for every name of the table.
 
     Raises:
-        TypeError, ValueError: from the first check that fails, naming the
+        TypeError: From the first check that fails with one, naming the
             argument and the value received.
+        ValueError: Likewise.
 
     Example:
 
