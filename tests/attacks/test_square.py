@@ -49,9 +49,9 @@ def test_square_breaks_a_gradient_masked_model_that_apgd_cannot_move():
 def test_square_seed_reproducibility():
     model = trained_mlp()
     x, y = toy_data(16, seed=14)
-    a = square(model, x, y, 0.2, n_queries=50, seed=5)
-    b = square(model, x, y, 0.2, n_queries=50, seed=5)
-    c = square(model, x, y, 0.2, n_queries=50, seed=6)
+    a = square(model, x, y, 0.2, n_queries=200, seed=5)
+    b = square(model, x, y, 0.2, n_queries=200, seed=5)
+    c = square(model, x, y, 0.2, n_queries=200, seed=6)
     assert accuracy(model, a, y) < 1.0
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
