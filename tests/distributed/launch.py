@@ -90,8 +90,8 @@ def _kill(processes):
         process.wait()
 
 
-def launch(backend, num_processes, args, timeout=120, extra_env=None):
-    """Runs ``worker.py *args`` as ``num_processes`` connected processes.
+def launch(backend, num_processes, args, timeout=120, extra_env=None, script=WORKER):
+    """Runs ``script *args`` as ``num_processes`` connected processes.
 
     Args:
         backend: the Keras backend of every process.
@@ -99,6 +99,7 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None):
         args: command-line arguments of ``worker.py`` (strings).
         timeout: seconds for all of them together; then all are killed.
         extra_env: more environment variables for every process.
+        script: the Python file each process runs (default ``worker.py``).
 
     Returns:
         The last stdout line of each process parsed as JSON, in process order.
@@ -118,8 +119,8 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None):
         CUDA_VISIBLE_DEVICES="",
         JAX_PLATFORMS="cpu",
         OMP_NUM_THREADS="1",
-        **(extra_env or {}),
     )
+    base.update(extra_env or {})
     keep = os.environ.get("LAUNCH_LOG_DIR")  # debugging: keep every process's logs
     with tempfile.TemporaryDirectory() as scratch:
         folder = keep or scratch
@@ -133,7 +134,7 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None):
                 outputs.append((out, err))
                 processes.append(
                     subprocess.Popen(
-                        [sys.executable, WORKER, *args],
+                        [sys.executable, script, *args],
                         env=env,
                         stdout=out,
                         stderr=err,
