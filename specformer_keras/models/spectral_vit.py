@@ -32,6 +32,12 @@ CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 def spectral_attention_layers(model):
     """Returns every `SpectralMultiHeadAttention` inside `model`, nested ones included.
 
+    Args:
+        model: A Keras model or layer.
+
+    Returns:
+        A list of the layers, in the order Keras tracks them.
+
     Example:
 
     ```python
@@ -54,6 +60,13 @@ def collect_spectral_norms(model, exact=False):
     """`{layer.path: layer.spectral_norms(exact)}` for every MSVP attention layer.
 
     Works on any Keras model (for example one returned by `apply_msvp`).
+
+    Args:
+        model: A Keras model or layer.
+        exact: Passed to `SpectralMultiHeadAttention.spectral_norms`.
+
+    Returns:
+        `{layer_path: {"query": np.ndarray(num_heads), ...}}`.
 
     Example:
 
@@ -247,9 +260,12 @@ class SpectralViT(keras.Model):
             **overrides: Constructor arguments replacing the preset's
                 (e.g. `num_classes=100, penalty=1e-3`).
 
+        Returns:
+            A new `SpectralViT`.
+
         Raises:
-            ValueError: for an unknown preset name.
-            TypeError: for an override that is not a `SpectralViT` argument
+            ValueError: For an unknown preset name.
+            TypeError: For an override that is not a `SpectralViT` argument
                 (e.g. `hidden_dims=32`).
 
         Example:
@@ -296,7 +312,11 @@ class SpectralViT(keras.Model):
         return loss
 
     def msvp_loss(self):
-        """Sum of the penalties added by the last training call (0.0 if none)."""
+        """Sum of the penalties added by the last training call.
+
+        Returns:
+            A float32 scalar tensor (0.0 if no penalty was added).
+        """
         losses = [ops.cast(loss, "float32") for loss in self.losses]
         if not losses:
             return ops.zeros((), "float32")
