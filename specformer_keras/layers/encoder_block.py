@@ -39,7 +39,8 @@ def check_encoder_arguments(values):
         The penalty as ``(lambda_q, lambda_k, lambda_v)`` (`normalize_penalty`).
 
     Raises:
-        TypeError, ValueError: naming the first bad argument, also when
+        TypeError: Naming the first argument of the wrong type.
+        ValueError: Naming the first argument out of range, also when
             ``hidden_dim`` is not divisible by ``num_heads``.
 
     Example:
@@ -134,6 +135,14 @@ class EncoderBlock(keras.layers.Layer):
             `SpectralMultiHeadAttention`.
         seed: Optional seed for u/v initialization, dropout and drop path.
         **kwargs: Base `keras.layers.Layer` arguments.
+
+    Raises:
+        TypeError: On an unknown keyword argument, a non-integer size or an
+            `attention_cls` that is not a Keras layer class.
+        ValueError: If `num_heads` does not divide `hidden_dim`, a rate is
+            outside [0, 1), `power_iterations < 1`, `penalty` is negative,
+            `attention_cls` names no registered class, or a non-zero
+            `penalty` is given to a non-MSVP attention class.
 
     Example:
 
