@@ -13,6 +13,9 @@ import numpy as np
 def pyplot():
     """`matplotlib.pyplot` on the non-interactive Agg backend (for scripts that draw more).
 
+    Returns:
+        The `matplotlib.pyplot` module.
+
     Example:
 
     ```python
@@ -74,6 +77,9 @@ def plot_training_curves(history, path=None, title=None):
 
     Returns:
         The matplotlib figure.
+
+    Raises:
+        ValueError: If `history` holds no metrics.
 
     Example:
 
@@ -138,6 +144,10 @@ def plot_sigma(history, path=None, reduction="max", title=None):
     Returns:
         The matplotlib figure (one panel per projection, one line per layer;
         epoch 0 is the state before training).
+
+    Raises:
+        ValueError: If `reduction` is not `"max"` or `"mean"`, or `history` is
+            empty.
 
     Example:
 
@@ -305,6 +315,9 @@ def plot_lipschitz_per_layer(reports, path=None, title=None):
         The matplotlib figure: left, the estimate per layer (solid) and the
         theory bound (dashed, log scale); right, the whole model's estimate
         (input -> logits) per group.
+
+    Raises:
+        ValueError: If `reports` is not a non-empty dict.
 
     Example:
 
