@@ -1,8 +1,9 @@
 """Argument validation with one message style for the whole package.
 
 Every check raises with the Keras convention: what the argument must be, then
-``Received: name=value``. Each returns the (normalized) value so callers can
-write ``self.steps = check_int("steps", steps)``.
+``Received: name=value``. Each ``check_*(name, value, ...)`` takes the
+argument's name (for the message) and the value received, and returns the
+(normalized) value so callers can write ``self.steps = check_int("steps", steps)``.
 
 Example:
 
@@ -67,14 +68,7 @@ def reject_unknown_layer_kwargs(layer, kwargs):
 
 
 def check_bool(name, value):
-    """`value` must be exactly True or False.
-
-    Args:
-        name: The argument's name, for the message.
-        value: The value received.
-
-    Returns:
-        `value` as a Python bool.
+    """`value` must be exactly True or False; returns it as a Python bool.
 
     Raises:
         TypeError: If `value` is not a bool (``1`` and ``"yes"`` are refused).
@@ -87,16 +81,11 @@ def check_bool(name, value):
 
 
 def check_int(name, value, minimum=1, maximum=None):
-    """`value` must be an integer (not a bool) in ``[minimum, maximum]``.
+    """`value` must be an integer (not a bool) in ``[minimum, maximum]``; returns an int.
 
     Args:
-        name: The argument's name, for the message.
-        value: The value received.
         minimum: The smallest value allowed. Defaults to 1.
         maximum: The largest value allowed, or None for no bound.
-
-    Returns:
-        `value` as a Python int.
 
     Raises:
         TypeError: If `value` is not an integer (``2.0`` is refused).
@@ -115,17 +104,12 @@ def check_int(name, value, minimum=1, maximum=None):
 
 
 def check_number(name, value, minimum=None, maximum=None, include_minimum=True):
-    """`value` must be a finite real number (not a bool) within the bounds.
+    """`value` must be a finite real number (not a bool) within the bounds; returns a float.
 
     Args:
-        name: The argument's name, for the message.
-        value: The value received.
         minimum: The lower bound, or None.
         maximum: The upper bound (included), or None.
         include_minimum: Whether `minimum` itself is allowed. Defaults to True.
-
-    Returns:
-        `value` as a Python float.
 
     Raises:
         TypeError: If `value` is not a real number.
@@ -152,15 +136,10 @@ def check_number(name, value, minimum=None, maximum=None, include_minimum=True):
 
 
 def check_choice(name, value, choices):
-    """`value` must be one of ``choices``.
+    """`value` must be one of ``choices``; returns it unchanged.
 
     Args:
-        name: The argument's name, for the message.
-        value: The value received.
         choices: The allowed values.
-
-    Returns:
-        `value` unchanged.
 
     Raises:
         ValueError: If `value` is not in `choices` (the message lists them).
@@ -173,14 +152,7 @@ def check_choice(name, value, choices):
 
 
 def check_seed(name, value):
-    """`value` must be None or an integer >= 0.
-
-    Args:
-        name: The argument's name, for the message.
-        value: The value received.
-
-    Returns:
-        None or `value` as a Python int.
+    """`value` must be None or an integer >= 0; returns None or an int.
 
     Raises:
         TypeError: If `value` is neither None nor an integer.
@@ -192,14 +164,7 @@ def check_seed(name, value):
 
 
 def check_rate(name, value):
-    """`value` must be a number in ``[0, 1)`` (a dropout or drop-path rate).
-
-    Args:
-        name: The argument's name, for the message.
-        value: The value received.
-
-    Returns:
-        `value` as a Python float.
+    """`value` must be a number in ``[0, 1)`` (a dropout or drop-path rate); returns a float.
 
     Raises:
         TypeError: If `value` is not a real number.
