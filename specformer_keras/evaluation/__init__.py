@@ -2,7 +2,8 @@
 
 One module per concern: `specs` (attack names resolved to runnable attacks),
 `model_checks` (`preflight`, `check_finite_logits`), `sanity` (the sanity
-checks), `report` (`evaluate_robustness`, `print_report`) and `curve`
+checks), `report` (`evaluate_robustness`, `print_report`), `store` (the
+per-batch result files that make an evaluation resumable) and `curve`
 (`robustness_curve`). Every public name is importable from here. The
 evaluation returns data; `specformer_keras.plots` draws.
 

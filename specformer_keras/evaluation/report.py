@@ -4,28 +4,27 @@ The evaluation runs in stages: check the arguments and resolve the attacks
 (`specformer_keras.evaluation.specs`), open the output folder
 (`specformer_keras.evaluation.store`), check the model on the first batch
 (`specformer_keras.evaluation.model_checks`), then per batch of this process's
-share attack the points, or read the results back from the folder (`_Run`),
+share attack the points, or read the results back from the folder (`BatchRunner`),
 gather the batches of all processes (`specformer_keras.distributed`), and
 assemble the report with its sanity checks
 (`specformer_keras.evaluation.sanity`). `print_report` prints a report.
 """
 
 import os
-import time
 
 import keras
 import numpy as np
 
-from specformer_keras.attacks.inputs import prepare_inputs, to_numpy
-from specformer_keras.attacks.norms import check_eps, check_norm, within_budget
-from specformer_keras.attacks.runner import predict_labels, predict_logits
-from specformer_keras.distributed import (
-    allgather_objects,
-    process_layout,
-    shard_indices,
+from specformer_keras.attacks.inputs import prepare_inputs
+from specformer_keras.attacks.norms import check_eps, check_norm
+from specformer_keras.distributed import allgather_objects, process_layout
+from specformer_keras.evaluation.batches import (
+    BatchRunner,
+    ProgressBars,
+    merge_batches,
 )
-from specformer_keras.evaluation.model_checks import check_finite_logits, preflight
 from specformer_keras.evaluation.sanity import sanity_checks
+from specformer_keras.evaluation.sources import data_source, labels_of, owned_batches
 from specformer_keras.evaluation.specs import (
     DEFAULT_ATTACKS,
     GRADIENT_KINDS,
@@ -168,7 +167,7 @@ def evaluate_robustness(
             )
     eps = float(eps)
     resolved, extra = resolve_attacks(attacks, eps, norm, batch_size, check_more_steps)
-    source = _batches(data, batch_size)
+    source = data_source(data, batch_size)
     layout = process_layout()
     store = None
     if output_dir is not None:
@@ -176,15 +175,15 @@ def evaluate_robustness(
             model, source, resolved, extra, eps, norm, seed, batch_size, sanity_points
         )
         store = ResultStore(output_dir, settings, resume=resume)
-    run = _Run(model, resolved, extra, eps, norm, seed, sanity_points, store)
-    owned = _owned_batches(source, layout)
-    bars = _Bars(run.names, owned, source, store, verbose and layout.is_primary)
+    run = BatchRunner(model, resolved, extra, eps, norm, seed, sanity_points, store)
+    owned = owned_batches(source, layout)
+    bars = ProgressBars(run.names, owned, source, verbose and layout.is_primary)
     needs_gradient = any(attack.kind in GRADIENT_KINDS for attack in resolved)
     records, start = [], 0
     for batch_index, (x, y) in enumerate(source.generator):
         mine = owned(batch_index)
         if batch_index == 0 or mine:
-            x_np, y_np, _ = prepare_inputs(model, x, _labels(y), eps)
+            x_np, y_np, _ = prepare_inputs(model, x, labels_of(y), eps)
             if batch_index == 0:  # on every process, before any attack
                 run.preflight(x_np, y_np, needs_gradient)
             if mine:
@@ -197,7 +196,7 @@ def evaluate_robustness(
         )
     if layout.process_count > 1:
         records = [r for part in allgather_objects(records) for r in part]
-    report = _assemble_report(run, _merge(records, start), layout, batch_size)
+    report = _assemble_report(run, merge_batches(records, start), layout, batch_size)
     if store is not None and layout.is_primary:
         store.write_report(report)
     if verbose and layout.is_primary:
@@ -232,175 +231,6 @@ def _settings(model, source, resolved, extra, eps, norm, seed, batch_size, point
         "model": model_fingerprint(model),
         "data": data,
     }
-
-
-def _owned_batches(source, layout):
-    """``owned(batch_index) -> bool``: the batches this process attacks."""
-    if layout.process_count == 1:
-        return lambda batch_index: True
-    if source.total is not None and source.arrays is not None:
-        mine = set(shard_indices(source.total, layout).tolist())
-        return lambda batch_index: batch_index in mine
-    count, index = layout.process_count, layout.process_index
-    return lambda batch_index: batch_index % count == index
-
-
-class _Run:
-    """One evaluation's attacks, run (or read back) batch by batch."""
-
-    def __init__(self, model, resolved, extra, eps, norm, seed, sanity_points, store):
-        self.model, self.resolved, self.extra = model, resolved, extra
-        self.eps, self.norm, self.seed = eps, norm, seed
-        self.sanity_points, self.store = sanity_points, store
-        self.names = [attack.name for attack in resolved]
-        self.unavailable = {}
-        self.checked = None
-
-    def preflight(self, x, y, needs_gradient):
-        """The model checks of `preflight` on the first batch of the data."""
-        self.checked = preflight(
-            self.model,
-            x,
-            y,
-            logits=predict_logits(self.model, x),
-            needs_gradient=needs_gradient,
-            context="evaluate_robustness",
-        )
-
-    def batch(self, start, x, y, bars):
-        """Per-point results of every attack on the points ``[start, start + len(x))``."""
-        stop = start + x.shape[0]
-        clean_logits = predict_logits(self.model, x)
-        check_finite_logits(clean_logits, "evaluate_robustness")
-        clean = clean_logits.argmax(axis=-1) == y
-        ids = np.arange(start, stop)
-        digest = data_fingerprint(x, y)
-        record = {"start": start, "stop": stop, "clean": clean, "attacks": {}}
-        for index, attack in enumerate(self.resolved):
-            entry = self._load(index, attack.name, start, stop, digest)
-            if entry is None:
-                entry = self._attack(attack, x, y, clean, ids)
-                self._save(index, attack.name, start, stop, digest, entry)
-                bars.update(attack.name, computed=True)
-            else:
-                bars.update(attack.name, computed=False)
-            if entry["unavailable"] is not None:
-                self.unavailable.setdefault(attack.name, entry["unavailable"])
-            record["attacks"][attack.name] = entry
-            bars.postfix(attack.name, entry)
-        record["more_steps"] = self._more_steps(start, x, y, clean, ids, digest)
-        return record
-
-    def _load(self, index, name, start, stop, digest, length=None):
-        if self.store is None:
-            return None
-        return self.store.load(index, name, start, stop, digest, length)
-
-    def _save(self, index, name, start, stop, digest, entry):
-        if self.store is not None:
-            self.store.save(index, name, start, stop, digest, entry)
-
-    def _attack(self, attack, x, y, clean, ids):
-        entry = {"unavailable": None, "robust": None, "within_budget": None}
-        entry.update(seconds=0.0, log=None)
-        if attack.name in self.unavailable:
-            entry["unavailable"] = self.unavailable[attack.name]
-            return entry
-        begin = time.perf_counter()
-        try:
-            x_adv, log = attack.run(self.model, x, y, self.seed, example_ids=ids)
-            x_adv = np.asarray(x_adv, "float32")
-        except NotImplementedError as error:
-            entry["unavailable"] = str(error)
-            return entry
-        entry["seconds"] = time.perf_counter() - begin
-        valid = within_budget(x_adv, x, self.eps, self.norm)
-        fooled = (predict_labels(self.model, x_adv) != y) & valid
-        entry.update(robust=clean & ~fooled, within_budget=valid, log=log)
-        return entry
-
-    def _more_steps(self, start, x, y, clean, ids, digest):
-        """The more-steps reruns on the batch's share of the first points."""
-        room = min(self.sanity_points - start, x.shape[0])
-        results = {}
-        if room <= 0:
-            return results
-        for name, attack in self.extra.items():
-            if name in self.unavailable:
-                continue
-            key = f"more_steps-{name}"
-            entry = self._load("x", key, start, start + room, digest, room)
-            if entry is None:
-                x_part, y_part = x[:room], y[:room]
-                begin = time.perf_counter()
-                x_adv, _ = attack.run(self.model, x_part, y_part, self.seed, ids[:room])
-                fooled = predict_labels(self.model, x_adv) != y_part
-                valid = np.ones(room, bool)
-                entry = {"robust": clean[:room] & ~fooled, "within_budget": valid}
-                entry.update(unavailable=None, log=None)
-                entry["seconds"] = time.perf_counter() - begin
-                self._save("x", key, start, start + room, digest, entry)
-            results[name] = entry["robust"]
-        return results
-
-
-def _merge(records, n):
-    """The batch records of all processes in data order, checked to cover ``[0, n)``."""
-    records = sorted(records, key=lambda record: record["start"])
-    position = 0
-    for record in records:
-        if record["start"] != position:
-            raise RuntimeError(
-                f"evaluate_robustness: the gathered batches do not cover the data "
-                f"(points [{position}, {record['start']}) missing or repeated); did "
-                "every process iterate the same data?"
-            )
-        position = record["stop"]
-    if position != n:
-        raise RuntimeError(
-            f"evaluate_robustness: the gathered batches cover {position} of {n} points"
-        )
-    return records
-
-
-class _Bars:
-    """One tqdm bar per attack (batches done, with an ETA), or nothing."""
-
-    def __init__(self, names, owned, source, store, verbose):
-        self.bars = {}
-        if not verbose:
-            return
-        from tqdm.auto import tqdm
-
-        total = None
-        if source.total is not None:
-            total = sum(owned(i) for i in range(source.total))
-        for position, name in enumerate(names):
-            self.bars[name] = tqdm(
-                total=total, desc=f"{name:>12}", unit="batch", position=position
-            )
-
-    def update(self, name, computed):
-        bar = self.bars.get(name)
-        if bar is None:
-            return
-        if computed:
-            bar.update(1)
-        else:  # read back from output_dir: counted as done, not in the rate
-            bar.n += 1
-            bar.initial += 1
-            bar.refresh()
-
-    def postfix(self, name, entry):
-        bar = self.bars.get(name)
-        if bar is not None and entry["robust"] is not None:
-            bar.robust = getattr(bar, "robust", 0) + int(entry["robust"].sum())
-            bar.points = getattr(bar, "points", 0) + entry["robust"].size
-            bar.set_postfix(accuracy=f"{bar.robust / bar.points:.3f}", refresh=False)
-
-    def close(self):
-        for bar in self.bars.values():
-            bar.close()
 
 
 def _assemble_report(run, records, layout, batch_size):
@@ -480,64 +310,6 @@ def _more_steps_summary(extra, extra_correct, per_point):
                 "accuracy_with_fewer_steps": float(subset.mean()),
             }
     return more_steps
-
-
-class _Source:
-    """Batches of ``data``: ``generator`` of numpy ``(x, y)``, ``total`` batches
-    (None if unknown) and, for array data, ``arrays`` ``(x, y)``."""
-
-    def __init__(self, generator, total, arrays=None):
-        self.generator, self.total, self.arrays = generator, total, arrays
-
-
-def _batches(data, batch_size):
-    """The `_Source` of ``data`` (arrays cut into ``batch_size`` batches)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (to_numpy(part) for part in data)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                "Argument `data` must be (x, y) with one label per image. "
-                f"Received: data with x.shape={x.shape} and y.shape={y.shape}"
-            )
-        total = -(-x.shape[0] // batch_size)
-        generator = (
-            (x[i : i + batch_size], y[i : i + batch_size])
-            for i in range(0, len(x), batch_size)
-        )
-        return _Source(generator, total, (x, y))
-    if not hasattr(data, "__iter__"):
-        raise TypeError(
-            "Argument `data` must be a tuple (x, y) of arrays, or a tf.data.Dataset "
-            f"or iterable of (x, y) batches. Received: data={data!r}"
-        )
-    total = None
-    if hasattr(data, "cardinality"):
-        cardinality = int(data.cardinality())
-        total = cardinality if cardinality >= 0 else None
-
-    def generator():
-        for element in data:
-            if not isinstance(element, (tuple, list)) or len(element) < 2:
-                raise ValueError(
-                    "Argument `data` must yield (x, y) batches. "
-                    f"Received: an element of type {type(element).__name__}"
-                )
-            x, y = to_numpy(element[0]), to_numpy(element[1])
-            if y.ndim == 0:
-                raise ValueError(
-                    "Argument `data` must yield batches (call dataset.batch(...)). "
-                    f"Received: data yielding single examples, x.shape={x.shape}"
-                )
-            yield x, y
-
-    return _Source(generator(), total)
-
-
-def _labels(y):
-    y = np.asarray(y)
-    if y.ndim == 2:  # one-hot or soft labels
-        return y.argmax(axis=-1)
-    return y
 
 
 def print_report(report):
