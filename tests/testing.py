@@ -1,5 +1,8 @@
 """Test-suite constants and helpers, importable from any test module.
 
+The one home of the suite's shared fixtures: the tiny ViT and its images, the
+toy template problem of the attack tests, and `run_layer_test`, the checks
+every layer passes (see CONTRIBUTING.md, "Tests"). Imports no TensorFlow.
 (`conftest.py` files are not imported by name: there is more than one.)
 """
 
