@@ -14,6 +14,7 @@ Keras's torch backend runs a model on one device per process, so
 ``local_devices`` is 1.
 """
 
+import atexit
 import os
 
 import torch
@@ -52,6 +53,14 @@ def initialize():
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
+    # Without it, gloo's threads may abort the interpreter at exit (seen once,
+    # torch 2.13: "terminate called without an active exception", status -6).
+    atexit.register(_destroy)
+
+
+def _destroy():
+    if _initialized():
+        dist.destroy_process_group()
 
 
 def layout_fields():
