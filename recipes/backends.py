@@ -152,11 +152,16 @@ def multi_process_environment():
 def select_distribution(backend):
     """TPUStrategy / MirroredStrategy / default on TF; DataParallel on multi-device JAX.
 
-    The recipes run as one process per run (all devices of one host). An
-    environment that starts several processes (`multi_process_environment`)
-    is refused rather than letting every process train on all the data and
-    write the same run folder; train on several hosts with
-    `specformer_keras.distributed` directly (docs/distributed.md).
+    With ``TF_CONFIG`` naming several workers (TensorFlow), every worker runs
+    the same command and they train as one `MultiWorkerMirroredStrategy`
+    (`specformer_keras.distributed.initialize()`; the tf.data input is split
+    between workers by the strategy); give each worker its own
+    ``--output_dir``. Other environments that start several processes
+    (`multi_process_environment`: ``JAX_NUM_PROCESSES`` or ``WORLD_SIZE`` > 1)
+    are refused: on JAX each process would have to feed its own slice of
+    every batch, which the recipes' input pipeline does not do, and torch has
+    no multi-device `fit`. Train there with `specformer_keras.distributed`
+    directly (docs/distributed.md).
 
     Returns:
         `(scope_factory, description, replicas)`: a callable returning a context
@@ -164,16 +169,21 @@ def select_distribution(backend):
         the number of tf.distribute replicas in sync (1 off TensorFlow).
 
     Raises:
-        RecipeError: the environment describes several processes.
+        RecipeError: the environment describes several processes that the
+            recipes cannot run, or TensorFlow ran operations before the
+            multi-worker strategy could start.
     """
     several = multi_process_environment()
+    if several and backend == "tensorflow" and several.startswith("TF_CONFIG"):
+        return _multi_worker_strategy()
     if several:
         raise RecipeError(
-            f"This environment starts several processes ({several}), but the "
-            "recipes run as one process per run: their input pipeline, run folder "
-            "and checkpoints are not split between processes. Unset it to use "
-            "every device of this host, or train on several hosts with "
-            "specformer_keras.distributed as docs/distributed.md shows."
+            f"This environment starts several processes ({several}), but on "
+            f"--backend={backend} the recipes run as one process per run: their "
+            "input pipeline gives every process the whole batch. Unset it to use "
+            "every device of this host, use --backend=tensorflow with TF_CONFIG, "
+            "or train on several hosts with specformer_keras.distributed as "
+            "docs/distributed.md shows."
         )
     if backend == "jax":
         import jax
@@ -196,6 +206,23 @@ def select_distribution(backend):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return contextlib.nullcontext, f"torch single device ({device})", 1
     return _tensorflow_strategy()
+
+
+def _multi_worker_strategy():
+    from specformer_keras import distributed
+    from specformer_keras.backend import backend_module
+
+    try:
+        layout = distributed.initialize()
+    except RuntimeError as error:
+        raise RecipeError(str(error)) from None
+    strategy = backend_module("collectives").strategy()
+    replicas = strategy.num_replicas_in_sync
+    description = (
+        f"MultiWorkerMirroredStrategy, worker {layout.process_index} of "
+        f"{layout.process_count} ({replicas} replicas)"
+    )
+    return strategy.scope, description, replicas
 
 
 def _tensorflow_strategy():

@@ -190,7 +190,41 @@ def evaluate(n="16", attacks="clean,pgd5,autoattack", batch_size="8", output_dir
     )
 
 
-TASKS = {"allgather": allgather, "train": train, "evaluate": evaluate}
+def recipe(folder):
+    """The smoke run of recipes/cifar10_adv.py into ``folder/worker<i>``."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    index = (
+        json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    )
+    out = os.path.join(folder, f"worker{index}")
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "recipes", "cifar10_adv.py"),
+            "--config=smoke",
+            f"--output_dir={out}",
+            "--backend=tensorflow",
+        ],
+        check=True,
+        stdout=sys.stderr,
+    )
+    with open(os.path.join(out, "results.json")) as handle:
+        results = json.load(handle)
+    return {
+        key: results[key]
+        for key in ("distribution", "robustness", "final_spectral_norms")
+    }
+
+
+TASKS = {
+    "allgather": allgather,
+    "train": train,
+    "evaluate": evaluate,
+    "recipe": recipe,
+}
 
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
