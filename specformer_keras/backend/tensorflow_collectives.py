@@ -166,7 +166,9 @@ def _gather_rows(active, array, layout):
 def allgather_bytes(payload, layout):
     active = strategy()
     lengths = _gather_rows(active, np.array([len(payload)], np.int32), layout)[:, 0]
-    words = -(-int(lengths.max()) // 4)
+    # int32 words, rounded up to a power of two: each new shape retraces the
+    # gather's tf.function.
+    words = 1 << max(0, (-(-int(lengths.max()) // 4) - 1).bit_length())
     buffer = np.zeros(words * 4, np.uint8)
     buffer[: len(payload)] = np.frombuffer(payload, np.uint8)
     rows = _gather_rows(active, buffer.view(np.int32), layout)
