@@ -38,7 +38,7 @@ def template_classifier():
 
 
 def evaluate_task(
-    output_dir=None, n=24, batch_size=4, attacks=ATTACKS, initialize=False
+    output_dir=None, n=24, batch_size=4, attacks=ATTACKS, initialize=False, data_seed=7
 ):
     """`evaluate_robustness` of `template_classifier` on ``n`` toy points.
 
@@ -52,7 +52,7 @@ def evaluate_task(
 
     if initialize:
         distributed.initialize()
-    x, y = toy_data(n=n, seed=7)
+    x, y = toy_data(n=n, seed=data_seed)
     report = evaluate_robustness(
         template_classifier(),
         (x, y),
@@ -75,6 +75,7 @@ if __name__ == "__main__":
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--data_seed", type=int, default=7)
     args = parser.parse_args()
     result = evaluate_task(
         None if args.output_dir == "-" else args.output_dir,
@@ -82,5 +83,6 @@ if __name__ == "__main__":
         batch_size=args.batch_size,
         attacks=args.attacks.split(","),
         initialize=args.initialize,
+        data_seed=args.data_seed,
     )
     print(json.dumps(result))

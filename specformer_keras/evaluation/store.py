@@ -25,7 +25,8 @@ another number of processes reuses them. A file holds
 reruns are stored the same way under ``batches/more_steps-<attack>/``. Files
 are written through a temporary file, fsync and rename
 (`specformer_keras.utils.io`), so a killed run (even ``kill -9``) leaves either
-a whole file or none; a file that does not parse, or whose fields do not fit
+a whole file or none (plus, at most, a hidden ``.<name>.*.tmp`` file that is
+never read); a file that does not parse, or whose fields do not fit
 its batch, raises `specformer_keras.utils.io.CorruptFileError` naming it.
 
 Example:
