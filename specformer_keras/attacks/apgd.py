@@ -35,12 +35,7 @@ from specformer_keras.attacks.norms import (
     random_start,
     steepest_direction,
 )
-from specformer_keras.attacks.randomness import (
-    STREAMS,
-    ExampleRandom,
-    check_example_ids,
-    resolve_seed,
-)
+from specformer_keras.attacks.randomness import AttackDraws
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
@@ -49,7 +44,7 @@ from specformer_keras.attacks.runner import (
     run_padded,
     target_rounds,
 )
-from specformer_keras.utils.validation import check_int, check_seed
+from specformer_keras.utils.validation import check_int
 
 # Loss names (see `specformer_keras.attacks.losses.LOSSES`) `apgd` accepts.
 ALLOWED_LOSSES = ("ce", "dlr")
@@ -267,12 +262,11 @@ def apgd(
     check_loss(loss, ALLOWED_LOSSES)
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
-    seed = resolve_seed(check_seed("seed", seed))
-    ids = check_example_ids(example_ids, x_np.shape[0])
+    draws = AttackDraws("apgd", seed, example_ids, x_np.shape[0])
 
     points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
     for restart, index in points.batches(rounds=range(restarts)):
-        rng = ExampleRandom(seed, (STREAMS["apgd"], restart), ids[index])
+        rng = draws.rng(index, restart)
         x_fooled, fooled, x_best, loss_best = _run_apgd_once(
             model, x_np[index], y_np[index], eps, norm, loss, steps, rng
         )
@@ -335,8 +329,7 @@ def apgd_targeted(
     steps = check_int("steps", steps)
     restarts = check_int("restarts", restarts)
     n_target_classes = check_int("n_target_classes", n_target_classes)
-    seed = resolve_seed(check_seed("seed", seed))
-    ids = check_example_ids(example_ids, x_np.shape[0])
+    draws = AttackDraws("apgd-t", seed, example_ids, x_np.shape[0])
     logits = predict_logits(model, x_np)
     classes = logits.shape[-1]
     if classes < 4:
@@ -347,7 +340,7 @@ def apgd_targeted(
     ranking, rounds = target_rounds(logits, n_target_classes, restarts)
     points = RobustPoints(x_np, logits.argmax(-1) == y_np)
     for (k, restart), index in points.batches(rounds=rounds):
-        rng = ExampleRandom(seed, (STREAMS["apgd-t"], k, restart), ids[index])
+        rng = draws.rng(index, k, restart)
         x_fooled, fooled, _, _ = _run_apgd_once(
             model,
             x_np[index],

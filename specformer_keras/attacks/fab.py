@@ -26,12 +26,7 @@ from specformer_keras.attacks.norms import (
     random_start,
     within_budget,
 )
-from specformer_keras.attacks.randomness import (
-    STREAMS,
-    ExampleRandom,
-    check_example_ids,
-    resolve_seed,
-)
+from specformer_keras.attacks.randomness import AttackDraws
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
@@ -39,7 +34,7 @@ from specformer_keras.attacks.runner import (
     run_padded,
     target_rounds,
 )
-from specformer_keras.utils.validation import check_int, check_number, check_seed
+from specformer_keras.utils.validation import check_int, check_number
 
 
 def project_onto_boundary(points, w, b, norm="linf"):
@@ -262,8 +257,7 @@ def fab_targeted(
     )
     beta = check_number("beta", beta, minimum=0.0, maximum=1.0, include_minimum=False)
     eta = check_number("eta", eta, minimum=1.0)
-    seed = resolve_seed(check_seed("seed", seed))
-    ids = check_example_ids(example_ids, x_np.shape[0])
+    draws = AttackDraws("fab-t", seed, example_ids, x_np.shape[0])
     logits = predict_logits(model, x_np)
     ranking, rounds = target_rounds(logits, n_target_classes, restarts)
 
@@ -294,7 +288,7 @@ def fab_targeted(
         if restart == 0:
             x_start = x_sub
         else:
-            rng = ExampleRandom(seed, (STREAMS["fab-t"], k, restart), ids[index])
+            rng = draws.rng(index, k, restart)
             x_start = random_start(rng, x_sub, eps, norm, scale=0.5)
         arrays = [
             x_sub,

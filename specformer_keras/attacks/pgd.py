@@ -28,18 +28,12 @@ from specformer_keras.attacks.norms import (
     steepest_direction,
     uniform_start,
 )
-from specformer_keras.attacks.randomness import (
-    STREAMS,
-    ExampleRandom,
-    check_example_ids,
-    resolve_seed,
-)
+from specformer_keras.attacks.randomness import AttackDraws
 from specformer_keras.attacks.runner import RobustPoints, compile_body, run_padded
 from specformer_keras.utils.validation import (
     check_bool,
     check_int,
     check_number,
-    check_seed,
 )
 
 # Loss names (see `specformer_keras.attacks.losses.LOSSES`) PGD accepts.
@@ -192,15 +186,14 @@ def pgd(
     step_size, steps, restarts = check_attack_settings(
         step_size, steps, norm, loss, restarts, random_start, targeted
     )
-    seed = resolve_seed(check_seed("seed", seed))
     x_np, y_np, dtype = prepare_inputs(model, x, y, eps)
-    ids = check_example_ids(example_ids, x_np.shape[0])
+    draws = AttackDraws("pgd", seed, example_ids, x_np.shape[0])
 
     points = RobustPoints(x_np)
     for restart, index in points.batches(rounds=range(restarts)):
         x_run = x_np[index]
         if random_start:
-            rng = ExampleRandom(seed, (STREAMS["pgd"], restart), ids[index])
+            rng = draws.rng(index, restart)
             start = uniform_start(rng, x_run, eps, norm)
         else:
             start = x_run

@@ -25,7 +25,15 @@ import numbers
 
 import numpy as np
 
-__all__ = ["STREAMS", "ExampleRandom", "check_example_ids", "resolve_seed"]
+from specformer_keras.utils.validation import check_choice, check_seed
+
+__all__ = [
+    "STREAMS",
+    "AttackDraws",
+    "ExampleRandom",
+    "check_example_ids",
+    "resolve_seed",
+]
 
 # First entry of the stream of each attack's draws (the rest: round indices).
 STREAMS = {"pgd": 1, "apgd": 2, "apgd-t": 3, "fab-t": 4, "square": 5}
@@ -145,3 +153,43 @@ class ExampleRandom:
     def choice(self, values, size=None):
         """Like ``Generator.choice`` (with replacement), row by row."""
         return self._stack(size, lambda rng, shape: rng.choice(values, size=shape))
+
+
+class AttackDraws:
+    """The random draws of one attack call: its seed, stream and the points' ids.
+
+    Checks ``seed`` and ``example_ids`` once, and hands out an `ExampleRandom`
+    per round for the points still being attacked, so every attack names its
+    stream in one place.
+
+    Args:
+        attack: key of ``STREAMS`` (``"pgd"``, ``"apgd"``, ...).
+        seed: integer >= 0, or None for a fresh seed drawn once for the call.
+        example_ids: None or the points' global indices (see
+            `check_example_ids`).
+        n: number of points of the call.
+
+    Raises:
+        ValueError, TypeError: for a bad seed or bad ids (the message names the
+            argument).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.attacks.randomness import AttackDraws
+
+    draws = AttackDraws("pgd", seed=0, example_ids=None, n=4)
+    start = draws.rng(np.arange(2, 4), 0).uniform(-1, 1, size=(2, 3))
+    ```
+    """
+
+    def __init__(self, attack, seed, example_ids, n):
+        check_choice("attack", attack, tuple(STREAMS))
+        self.stream = STREAMS[attack]
+        self.seed = resolve_seed(check_seed("seed", seed))
+        self.ids = check_example_ids(example_ids, n)
+
+    def rng(self, index, *rounds):
+        """`ExampleRandom` for the points ``index`` of the call in round ``rounds``."""
+        return ExampleRandom(self.seed, (self.stream, *rounds), self.ids[index])

@@ -114,8 +114,10 @@ def run_padded(run, batched, unbatched=()):
     Args:
         run: a compiled body from `compile_body`.
         batched: arrays with one row per point (the first one sets the batch
-            ``n``); each is padded to ``bucket_size(n)`` rows (an array that
-            already has that many rows is passed as is).
+            ``n``); each is padded to ``bucket_size(n)`` rows, rounded up to a
+            multiple of ``run.batch_multiple()`` where ``run`` has it (the
+            devices a JAX runner splits the batch over); an array that already
+            has that many rows is passed as is.
         unbatched: further arguments passed unchanged (scalars, schedules).
 
     Returns:
@@ -123,7 +125,8 @@ def run_padded(run, batched, unbatched=()):
         as they are).
     """
     n = batched[0].shape[0]
-    size = bucket_size(n)
+    multiple = run.batch_multiple() if hasattr(run, "batch_multiple") else 1
+    size = -(-bucket_size(n) // multiple) * multiple
     outputs = run(*[pad_rows(a, size) for a in batched], *unbatched)
     outputs = [np.asarray(o) for o in outputs]
     return tuple(o if o.ndim == 0 else o[:n] for o in outputs)

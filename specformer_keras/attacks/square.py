@@ -29,19 +29,14 @@ from keras import ops
 from specformer_keras.attacks.inputs import prepare_inputs, restore_type
 from specformer_keras.attacks.losses import cw_margin_loss
 from specformer_keras.attacks.norms import expand_to
-from specformer_keras.attacks.randomness import (
-    STREAMS,
-    ExampleRandom,
-    check_example_ids,
-    resolve_seed,
-)
+from specformer_keras.attacks.randomness import AttackDraws
 from specformer_keras.attacks.runner import (
     RobustPoints,
     compile_body,
     predict_labels,
     run_padded,
 )
-from specformer_keras.utils.validation import check_int, check_number, check_seed
+from specformer_keras.utils.validation import check_int, check_number
 
 SCHEDULE_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -268,8 +263,7 @@ def square(
     p_init = check_number(
         "p_init", p_init, minimum=0.0, maximum=1.0, include_minimum=False
     )
-    seed = resolve_seed(check_seed("seed", seed))
-    ids = check_example_ids(example_ids, x_np.shape[0])
+    attack_draws = AttackDraws("square", seed, example_ids, x_np.shape[0])
 
     def body(evaluate_fn, logits_fn, x, y, stripes, offsets, colours, sizes):
         return square_linf_body(logits_fn, x, y, eps, stripes, sizes, offsets, colours)
@@ -278,7 +272,7 @@ def square(
     points = RobustPoints(x_np, predict_labels(model, x_np) == y_np)
     for restart, index in points.batches(rounds=range(restarts)):
         draws = draw_square_randomness(
-            ExampleRandom(seed, (STREAMS["square"], restart), ids[index]),
+            attack_draws.rng(index, restart),
             index.size,
             x_np.shape[1:],
             n_queries,
