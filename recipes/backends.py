@@ -152,16 +152,20 @@ def multi_process_environment():
 def select_distribution(backend):
     """TPUStrategy / MirroredStrategy / default on TF; DataParallel on multi-device JAX.
 
-    With ``TF_CONFIG`` naming several workers (TensorFlow), every worker runs
-    the same command and they train as one `MultiWorkerMirroredStrategy`
-    (`specformer_keras.distributed.initialize()`; the tf.data input is split
-    between workers by the strategy); give each worker its own
-    ``--output_dir``. Other environments that start several processes
-    (`multi_process_environment`: ``JAX_NUM_PROCESSES`` or ``WORLD_SIZE`` > 1)
-    are refused: on JAX each process would have to feed its own slice of
-    every batch, which the recipes' input pipeline does not do, and torch has
-    no multi-device `fit`. Train there with `specformer_keras.distributed`
-    directly (docs/distributed.md).
+    Several processes (`multi_process_environment`), every one running the
+    same command with its own ``--output_dir``:
+
+    * TensorFlow with ``TF_CONFIG``: one `MultiWorkerMirroredStrategy`
+      (`specformer_keras.distributed.initialize()`; the tf.data input is split
+      between workers by the strategy).
+    * JAX with ``JAX_NUM_PROCESSES`` > 1 (and ``JAX_COORDINATOR_ADDRESS``,
+      ``JAX_PROCESS_ID``): `jax.distributed` through
+      `specformer_keras.distributed.initialize()` and
+      `keras.distribution.DataParallel` over every process's devices with
+      ``auto_shard_dataset=False``; the recipe's data stage gives each process
+      its block of every global batch (`ImageDataset.slice_for_process`).
+    * Anything else is refused: torch (``WORLD_SIZE`` > 1) has no
+      multi-device `fit` in Keras 3.15, and ``TF_CONFIG`` is TensorFlow's.
 
     Returns:
         `(scope_factory, description, replicas)`: a callable returning a context
@@ -170,20 +174,27 @@ def select_distribution(backend):
 
     Raises:
         RecipeError: the environment describes several processes that the
-            recipes cannot run, or TensorFlow ran operations before the
-            multi-worker strategy could start.
+            recipes cannot run, or the backend ran operations before the
+            multi-process engine could start.
     """
     several = multi_process_environment()
     if several and backend == "tensorflow" and several.startswith("TF_CONFIG"):
         return _multi_worker_strategy()
+    if several and backend == "jax" and several.startswith("JAX_NUM_PROCESSES"):
+        return _jax_processes()
     if several:
+        why = (
+            "Keras 3.15 has no multi-device fit on torch (keras.distribution is "
+            "JAX-only)"
+            if backend == "torch"
+            else f"{several.split('=')[0].split()[0]} is another backend's engine"
+        )
         raise RecipeError(
             f"This environment starts several processes ({several}), but on "
-            f"--backend={backend} the recipes run as one process per run: their "
-            "input pipeline gives every process the whole batch. Unset it to use "
-            "every device of this host, use --backend=tensorflow with TF_CONFIG, "
-            "or train on several hosts with specformer_keras.distributed as "
-            "docs/distributed.md shows."
+            f"--backend={backend} the recipes run as one process per run: {why}. "
+            "Unset it to use every device of this host, use --backend=tensorflow "
+            "with TF_CONFIG or --backend=jax with JAX_NUM_PROCESSES, or see "
+            "docs/distributed.md."
         )
     if backend == "jax":
         import jax
@@ -223,6 +234,58 @@ def _multi_worker_strategy():
         f"{layout.process_count} ({replicas} replicas)"
     )
     return strategy.scope, description, replicas
+
+
+def _jax_processes():
+    import jax
+    import keras
+
+    from specformer_keras import distributed
+
+    try:
+        layout = distributed.initialize()
+    except (RuntimeError, ValueError) as error:
+        raise RecipeError(str(error)) from None
+    devices = jax.devices()
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    )
+    description = (
+        f"jax DataParallel over {len(devices)} devices, process "
+        f"{layout.process_index} of {layout.process_count}"
+    )
+    return contextlib.nullcontext, description, 1
+
+
+def spans_processes():
+    """Whether the active `keras.distribution` spans several JAX processes."""
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        return False
+    import keras
+
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return False
+    import jax
+
+    return jax.process_count() > 1
+
+
+def leave_multi_process_distribution():
+    """Ends a multi-process `DataParallel` (before the sharded evaluation).
+
+    `evaluate_robustness` splits the evaluation between processes itself, each
+    process attacking its own batches with a model of its own: a model whose
+    weights span every process would make each attack step a program of all
+    processes on different data. Returns True when there was one to end (the
+    model must then be loaded again, without the distribution).
+    """
+    if not spans_processes():
+        return False
+    import keras
+
+    keras.distribution.set_distribution(None)
+    return True
 
 
 def _tensorflow_strategy():

@@ -73,6 +73,8 @@ def run(recipe, config, settings, mode):
 
     # -- Input
     train, val, evaluation = load_data(config, training=mode != "evaluate")
+    if backends.spans_processes():
+        slice_for_processes(config, train, val)
     log(
         f"data: {train.num_examples if train else 0} train / "
         f"{val.num_examples if val else 0} val / {evaluation.num_examples} eval "
@@ -80,6 +82,7 @@ def run(recipe, config, settings, mode):
     )
 
     if mode == "evaluate":
+        backends.leave_multi_process_distribution()
         classifier = checkpoints.load_classifier(paths["final"], out)
         train_seconds = 0.0
         log(f"training finished earlier: evaluating {paths['final']}")
@@ -117,6 +120,10 @@ def run(recipe, config, settings, mode):
         train_seconds = time.time() - started
         atomic_write_json(paths["trained"], {"train_seconds": round(train_seconds, 1)})
         shutil.rmtree(paths["backup"], ignore_errors=True)
+        if backends.leave_multi_process_distribution():
+            # The evaluation is sharded by evaluate_robustness: one local model
+            # per process, the weights the processes trained together.
+            classifier = checkpoints.load_classifier(paths["final"], out)
 
     # -- Evaluation
     results = report.evaluate(config, classifier, evaluation, paths)
@@ -199,6 +206,44 @@ def load_data(config, training=True):
     except (ValueError, OSError, DatasetUnavailableError) as error:
         raise RecipeError(f"Cannot load --dataset={config.dataset}: {error}") from None
     return train, val, evaluation
+
+
+def slice_for_processes(config, train, val):
+    """Each JAX process feeds its block of every global batch (train and val).
+
+    Keras's multi-process `DataParallel` (``auto_shard_dataset=False``) takes
+    each process's NumPy batches as its part of the global batch; the
+    evaluation set stays whole (`evaluate_robustness` shards it).
+    """
+    import jax
+
+    from specformer_keras.data import ImageDataset
+    from specformer_keras.distributed import process_layout
+
+    layout = process_layout()
+    devices = jax.device_count()
+    for name, dataset, flag in (
+        ("train", train, "batch_size"),
+        ("val", val, "eval_batch_size"),
+    ):
+        if dataset is None:
+            continue
+        if not isinstance(dataset, ImageDataset):
+            raise RecipeError(
+                f"--dataset={config.dataset} is read through tf.data, which the "
+                "recipes do not split between JAX processes; use a local folder "
+                "or archive (read as NumPy batches) or --backend=tensorflow."
+            )
+        for size in dataset.batch_sizes():
+            if size % devices:
+                raise RecipeError(
+                    f"The {name} split has batches of {size} examples, which "
+                    f"{devices} devices ({layout.process_count} processes) cannot "
+                    f"split evenly: choose --{flag} (and the subset sizes) so that "
+                    f"every batch is a multiple of {devices}. Received: "
+                    f"{flag}={getattr(config, flag)}, {dataset.num_examples} examples"
+                )
+        dataset.slice_for_process(layout)
 
 
 def make_callbacks(config, classifier, paths, checkpoints):

@@ -47,6 +47,28 @@ class ImageDataset(keras.utils.PyDataset):
     Attributes:
         class_names, num_classes, num_examples, image_size: As on the
             `tf.data` pipeline. `len(dataset)` is the number of batches per epoch.
+
+    Several processes (`jax.distributed` with `keras.distribution.DataParallel`
+    and ``auto_shard_dataset=False``) each feed their slice of every global
+    batch: `slice_for_process(layout)` makes every batch the layout's
+    contiguous block of the global batch (`batch_size` stays the global batch
+    size), built as one process builds it, so the processes together feed one
+    process's batches.
+
+    Example:
+
+    ```python
+    import numpy as np
+
+    from specformer_keras.data import ImageDataset
+    from specformer_keras.distributed import ProcessLayout
+
+    images = np.zeros((8, 4, 4, 3), "uint8")
+    whole = ImageDataset([], np.arange(8) % 2, ["a", "b"], 4, 4, images=images)
+    part = ImageDataset([], np.arange(8) % 2, ["a", "b"], 4, 4, images=images)
+    part.slice_for_process(ProcessLayout("jax", 1, 2, 1, "jax.distributed"))
+    assert (part[0][1] == whole[0][1][2:]).all() and len(part) == len(whole)
+    ```
     """
 
     def __init__(
@@ -86,6 +108,7 @@ class ImageDataset(keras.utils.PyDataset):
         self.repeat = bool(repeat)
         self._epoch = 0
         self._orders = {}
+        self._process = (0, 1)  # (index, count): this process's block of a batch
         self._rand_augment = (
             keras.layers.RandAugment(value_range=(0.0, 1.0), seed=seed)
             if rand_augment
@@ -109,6 +132,40 @@ class ImageDataset(keras.utils.PyDataset):
         if self.repeat:
             raise TypeError("An endless (repeat=True) dataset has no length.")
         return self._batches
+
+    def slice_for_process(self, layout):
+        """Feed only `layout`'s contiguous block of every global batch.
+
+        Process ``i`` of ``k`` gets rows ``i * b // k`` to ``(i + 1) * b // k``
+        of each global batch of ``b`` examples (the last one included), so
+        ``k`` processes together feed the batches of one process. Every
+        batch's size must be divisible by ``k`` (a batch that is not raises
+        when it is read). With one process nothing changes.
+
+        Args:
+            layout: a `specformer_keras.distributed.ProcessLayout`.
+
+        Returns:
+            This dataset.
+
+        Raises:
+            ValueError: `layout` is not a `ProcessLayout`.
+        """
+        from specformer_keras.distributed import ProcessLayout
+
+        if not isinstance(layout, ProcessLayout):
+            raise ValueError(
+                f"Argument `layout` must be a ProcessLayout. Received: layout={layout!r}"
+            )
+        self._process = (layout.process_index, layout.process_count)
+        return self
+
+    def batch_sizes(self):
+        """The distinct global batch sizes of one epoch (the last may be smaller)."""
+        sizes = {self.batch_size}
+        if self._batches and self._batches * self.batch_size > self.num_examples:
+            sizes.add(self.num_examples - (self._batches - 1) * self.batch_size)
+        return sorted(sizes)
 
     def on_epoch_end(self):
         self._epoch += 1
@@ -168,7 +225,23 @@ class ImageDataset(keras.utils.PyDataset):
             mixed = mixer({"images": images, "labels": labels})
             images = keras.ops.convert_to_numpy(mixed["images"]).astype("float32")
             labels = keras.ops.convert_to_numpy(mixed["labels"]).astype("float32")
-        return images, labels
+        return self._process_block(images, labels, index)
+
+    def _process_block(self, images, labels, index):
+        """This process's block of the global batch (all of it for one process)."""
+        process, count = self._process
+        if count == 1:
+            return images, labels
+        size = len(labels)
+        if size % count:
+            raise ValueError(
+                f"Batch {index} has {size} examples, which {count} processes "
+                "cannot split evenly: choose a batch size and a number of "
+                f"examples (now {self.num_examples}, batch_size={self.batch_size}) "
+                f"whose batches are multiples of {count}."
+            )
+        block = slice(process * size // count, (process + 1) * size // count)
+        return images[block], labels[block]
 
 
 def _crop_and_flip(images, padding, rng):

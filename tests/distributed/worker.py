@@ -188,13 +188,20 @@ def evaluate(n="16", attacks="clean,pgd5,autoattack", batch_size="8", output_dir
 
 
 def recipe(folder):
-    """The smoke run of recipes/cifar10_adv.py into ``folder/worker<i>``."""
+    """The smoke run of recipes/cifar10_adv.py into ``folder/worker<i>``.
+
+    On the backend of ``KERAS_BACKEND``; ``i`` is the ``TF_CONFIG`` task index
+    or ``JAX_PROCESS_ID`` (0 for one process).
+    """
     import os
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     index = (
-        json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+        json.loads(os.environ.get("TF_CONFIG", "{}"))
+        .get("task", {})
+        .get("index", int(os.environ.get("JAX_PROCESS_ID", "0")))
     )
     out = os.path.join(folder, f"worker{index}")
     subprocess.run(
@@ -203,7 +210,7 @@ def recipe(folder):
             os.path.join(root, "recipes", "cifar10_adv.py"),
             "--config=smoke",
             f"--output_dir={out}",
-            "--backend=tensorflow",
+            f"--backend={backend}",
         ],
         check=True,
         stdout=sys.stderr,
