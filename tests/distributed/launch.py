@@ -30,6 +30,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# The `engine` a `ProcessLayout` names when `launch` starts several processes.
+ENGINES = {
+    "tensorflow": "tf.distribute.MultiWorkerMirroredStrategy",
+    "jax": "jax.distributed",
+    "torch": "torch.distributed",
+}
 WORKER = os.path.join(HERE, "worker.py")
 
 

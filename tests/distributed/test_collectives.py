@@ -7,7 +7,7 @@ active backend's engine (`MultiWorkerMirroredStrategy` with ``TF_CONFIG``,
 
 import numpy as np
 import pytest
-from launch import launch
+from launch import ENGINES, launch
 from testing import BACKEND
 
 from specformer_keras.distributed import (
@@ -97,11 +97,7 @@ def test_unpicklable_object_is_refused_with_two_processes(monkeypatch):
 @pytest.mark.slow
 def test_two_processes_gather_the_same_list():
     results = launch(BACKEND, 2, ["allgather"], timeout=150)
-    engine = {
-        "tensorflow": "tf.distribute.MultiWorkerMirroredStrategy",
-        "jax": "jax.distributed",
-        "torch": "torch.distributed",
-    }[BACKEND]
+    engine = ENGINES[BACKEND]
     for index, result in enumerate(results):
         assert result["layout"] == {
             "backend": BACKEND,

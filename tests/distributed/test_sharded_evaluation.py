@@ -9,14 +9,8 @@ in ``layout``.
 """
 
 import pytest
-from launch import launch
+from launch import ENGINES, launch
 from testing import BACKEND
-
-ENGINES = {
-    "tensorflow": "tf.distribute.MultiWorkerMirroredStrategy",
-    "jax": "jax.distributed",
-    "torch": "torch.distributed",
-}
 
 
 @pytest.mark.slow
