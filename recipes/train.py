@@ -215,13 +215,13 @@ def slice_for_processes(config, train, val):
     each process's NumPy batches as its part of the global batch; the
     evaluation set stays whole (`evaluate_robustness` shards it).
     """
-    import jax
+    import keras
 
     from specformer_keras.data import ImageDataset
     from specformer_keras.distributed import process_layout
 
     layout = process_layout()
-    devices = jax.device_count()
+    devices = len(keras.distribution.list_devices())  # of every process
     for name, dataset, flag in (
         ("train", train, "batch_size"),
         ("val", val, "eval_batch_size"),
