@@ -12,9 +12,11 @@ table reports medians over `--repeats`. A second, independent `penalty=0` model
 benchmark's own noise floor, to read the overhead against. Because that floor is
 a few percent on a shared CPU, the script also times the penalty's own work in
 isolation: one power-iteration step, sigma and the penalty's gradient with
-respect to every penalized kernel of the model (18 kernels here), compiled
-(`jax.jit` / `tf.function(jit_compile=True)`; eager `torch.autograd.grad` on
-torch), median of 50 calls.
+respect to every penalized kernel of the model (18 kernels here, stacked per
+layer as the layers stack them: 6 batched power iterations), compiled
+(`jax.jit` / `tf.function(jit_compile=True)`); on torch the layers' own eager
+`msvp_penalty(update=True)` (with its `u`/`v` assigns) and
+`torch.autograd.grad`, median of 50 calls.
 
 Usage:
 
@@ -77,31 +79,58 @@ def measure(args):
 
 
 def time_penalty_alone(model, lam, calls=50):
-    """Median seconds of the MSVP work of one train step, compiled, in isolation.
+    """Median seconds of the MSVP work of one train step, in isolation.
 
     `sum_P lam * sum_h sigma_h^2` over every penalized kernel, with one
     power-iteration step from the stored `u`, and its gradient with respect to
-    the kernels: the same keras.ops functions the layer runs in `call`.
+    the kernels. On torch (eager) this is exactly what a training call runs:
+    every attention layer's own `msvp_penalty(update=True)` (stacked power
+    iteration, `u`/`v` assigns, sigma), then `torch.autograd.grad`. On
+    TensorFlow and JAX the same keras.ops function the layers call,
+    `stacked_power_iteration` on each layer's stack of kernels, compiled
+    (`tf.function(jit_compile=True)` / `jax.jit`) without the assigns.
     """
     import keras
     import numpy as np
 
     from specformer_keras.models.spectral_vit import spectral_attention_layers
-    from specformer_keras.spectral import power_iteration, spectral_norm_estimate
 
-    kernels, us = [], []
-    for layer in spectral_attention_layers(model):
-        for name in layer.penalized_projections:
-            kernels.append(np.asarray(layer._projection_dense(name).kernel.numpy()))
-            us.append(np.asarray(layer._spectral_state[name][0].numpy()))
+    layers = spectral_attention_layers(model)
+    if keras.config.backend() == "torch":
+        import torch
+
+        kernels = [
+            layer._projection_dense(name).kernel.value
+            for layer in layers
+            for name in layer.penalized_projections
+        ]
+
+        def run():
+            total = sum(layer.msvp_penalty(update=True) for layer in layers)
+            torch.autograd.grad(total, kernels)
+            float(total.detach())
+
+        return _median_seconds(run, calls)
+
+    from specformer_keras.spectral import stacked_power_iteration
+
+    stacks, kernels, us = [], [], []
+    for layer in layers:
+        for names, _ in layer._stacks:
+            stacks.append(len(names))
+            for name in names:
+                kernels.append(np.asarray(layer._projection_dense(name).kernel.numpy()))
+                us.append(np.asarray(layer._spectral_state[name][0].numpy()))
 
     def penalty(ks, u0s):
-        total, new_us = 0.0, []
-        for kernel, u in zip(ks, u0s):
-            u, v = power_iteration(kernel, u, 1)
-            sigma = spectral_norm_estimate(kernel, u, v)
-            total = total + lam * keras.ops.sum(keras.ops.square(sigma))
-            new_us.append(u)
+        total, new_us, start = 0.0, [], 0
+        for size in stacks:
+            sigma, stack_us, _ = stacked_power_iteration(
+                ks[start : start + size], u0s[start : start + size], 1
+            )
+            total = total + lam * keras.ops.sum(sigma * sigma)
+            new_us += stack_us
+            start += size
         return total, new_us
 
     if keras.config.backend() == "jax":
@@ -113,17 +142,6 @@ def time_penalty_alone(model, lam, calls=50):
 
         def run():
             jax.block_until_ready(step(ks, u0s))
-
-    elif keras.config.backend() == "torch":
-        import torch
-
-        ks = [torch.tensor(k, requires_grad=True) for k in kernels]
-        u0s = [torch.tensor(u) for u in us]
-
-        def run():
-            total, _ = penalty(ks, u0s)
-            torch.autograd.grad(total, ks)
-            float(total)
 
     else:
         import tensorflow as tf
@@ -142,6 +160,11 @@ def time_penalty_alone(model, lam, calls=50):
             total, _, _ = step(ks, u0s)
             float(total)
 
+    return _median_seconds(run, calls)
+
+
+def _median_seconds(run, calls):
+    """Median wall time of `calls` calls of `run`, after one untimed call."""
     run()
     times = []
     for _ in range(calls):

@@ -33,6 +33,8 @@ import warnings
 import numpy as np
 from keras import ops
 
+from specformer_keras.utils.validation import check_int
+
 _EPS = 1e-12
 
 
@@ -59,7 +61,10 @@ def l2_normalize(x):
     np.testing.assert_allclose(ops.convert_to_numpy(u), [[0.6, 0.8], [0.0, 1.0]])
     ```
     """
-    return x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + _EPS)
+    # Tensor operators and rsqrt: fewer backend ops than ops.square/ops.sqrt
+    # and a division, which eager torch pays for per op (docs/benchmarks.md).
+    x = ops.convert_to_tensor(x)
+    return x * ops.rsqrt(ops.sum(x * x, axis=-1, keepdims=True) + _EPS)
 
 
 def _check_kernel(kernel):
@@ -69,6 +74,26 @@ def _check_kernel(kernel):
             "(d_model, num_heads, head_dim). "
             f"Received: kernel.shape={tuple(kernel.shape)}"
         )
+
+
+def _heads_first(kernels):
+    """Kernels `(d, num_heads_i, k)` -> one tensor `(sum_i num_heads_i, d, k)`."""
+    kernels = [ops.transpose(kernel, (1, 0, 2)) for kernel in kernels]
+    return kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, axis=0)
+
+
+def _transposed_products(w, u):
+    """`v_h = W_h^T u_h` for all heads: `w` `(H, d, k)`, `u` `(H, d)` -> `(H, k)`."""
+    return (u[:, None, :] @ w)[:, 0, :]
+
+
+def _products(w, v):
+    """`W_h v_h` for all heads: `w` `(H, d, k)`, `v` `(H, k)` -> `(H, d)`.
+
+    Written as `v_h^T W_h^T` (a row vector times a matrix): eager torch's
+    batched matrix times column vector was twice as slow on CPU.
+    """
+    return (v[:, None, :] @ ops.transpose(w, (0, 2, 1)))[:, 0, :]
 
 
 def power_iteration(kernel, u, iterations=1):
@@ -96,15 +121,104 @@ def power_iteration(kernel, u, iterations=1):
     ```
     """
     _check_kernel(kernel)
-    w = ops.stop_gradient(ops.convert_to_tensor(kernel))
+    w = ops.stop_gradient(_heads_first([ops.convert_to_tensor(kernel)]))
     u = ops.convert_to_tensor(u, dtype=w.dtype)
     v = None
     for _ in range(int(iterations)):
-        # v_h = W_h^T u_h: sum over d_model.
-        v = l2_normalize(ops.einsum("dhk,hd->hk", w, u))
-        # u_h = W_h v_h: sum over head_dim.
-        u = l2_normalize(ops.einsum("dhk,hk->hd", w, v))
+        v = l2_normalize(_transposed_products(w, u))  # W_h^T u_h: sum over d_model.
+        u = l2_normalize(_products(w, v))  # W_h v_h: sum over head_dim.
     return ops.stop_gradient(u), ops.stop_gradient(v)
+
+
+def stacked_power_iteration(kernels, us, iterations=1):
+    """Power iteration and `sigma` for several kernels in one batched matmul.
+
+    The kernels (e.g. the query, key and value projections of one attention
+    layer) must share `d_model` and `head_dim`; their heads are stacked into
+    one batch axis, so each step is one batched matrix-vector product each
+    way for all of them instead of one per kernel (eager backends such as
+    torch pay per op, not per flop). The result equals `power_iteration`
+    followed by `spectral_norm_estimate` on each kernel separately. The last
+    product `W_h v_h` is computed once with gradient and gives both the new
+    `u_h` (normalized, detached) and `sigma_h = u_h^T W_h v_h`.
+
+    Args:
+        kernels: Non-empty sequence of tensors of shapes
+            `(d_model, num_heads_i, head_dim)`.
+        us: Sequence of the same length with the current `u` of each kernel,
+            shapes `(num_heads_i, d_model)`.
+        iterations: Number of steps (Python int >= 1).
+
+    Returns:
+        A tuple `(sigma, us, vs)`: `sigma` of shape `(sum_i num_heads_i,)`
+        (kernel after kernel), differentiable in the kernels with gradient
+        `u_h v_h^T`; `us` and `vs` lists of the new estimates per kernel,
+        shapes `(num_heads_i, d_model)` and `(num_heads_i, head_dim)`, detached
+        (`stop_gradient`).
+
+    Raises:
+        ValueError: If `kernels` is empty, the lengths differ, a kernel is not
+            3-D, the kernels disagree in `d_model` or `head_dim`, or
+            `iterations < 1`.
+        TypeError: If `iterations` is not an integer.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from specformer_keras.spectral import (
+        power_iteration,
+        spectral_norm_estimate,
+        stacked_power_iteration,
+    )
+
+    rng = np.random.default_rng(0)
+    kernels = [rng.normal(size=(8, h, 4)).astype("float32") for h in (2, 3)]
+    us = [np.ones((h, 8), "float32") for h in (2, 3)]
+    sigma, new_us, new_vs = stacked_power_iteration(kernels, us)
+    u, v = power_iteration(kernels[1], us[1])
+    np.testing.assert_allclose(new_us[1], u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        sigma[2:], spectral_norm_estimate(kernels[1], u, v), rtol=1e-5
+    )
+    ```
+    """
+    iterations = check_int("iterations", iterations)
+    if len(kernels) == 0 or len(kernels) != len(us):
+        raise ValueError(
+            "`kernels` must be a non-empty sequence with one `u` per kernel. "
+            f"Received: len(kernels)={len(kernels)}, len(us)={len(us)}"
+        )
+    for kernel in kernels:
+        _check_kernel(kernel)
+    shapes = [(k.shape[0], k.shape[2]) for k in kernels]
+    if len(set(shapes)) != 1:
+        raise ValueError(
+            "Stacked kernels must share d_model and head_dim (shape[0] and "
+            f"shape[2]). Received: kernel shapes {[tuple(k.shape) for k in kernels]}"
+        )
+    heads = [int(k.shape[1]) for k in kernels]
+    # (sum of heads, d_model, head_dim); gradient flows back into each kernel.
+    w = _heads_first([ops.convert_to_tensor(k) for k in kernels])
+    fixed = ops.stop_gradient(w)
+    us = [ops.convert_to_tensor(u, dtype=w.dtype) for u in us]
+    u = us[0] if len(us) == 1 else ops.concatenate(us, axis=0)
+    for _ in range(iterations - 1):
+        u = l2_normalize(_products(fixed, l2_normalize(_transposed_products(fixed, u))))
+    v = ops.stop_gradient(l2_normalize(_transposed_products(fixed, u)))
+    w_v = _products(w, v)  # W_h v_h, differentiable in the kernels.
+    u = ops.stop_gradient(l2_normalize(w_v))
+    sigma = ops.sum(u * w_v, axis=-1)
+    if len(heads) == 1:
+        return sigma, [u], [v]
+    ends = [int(end) for end in np.cumsum(heads)]
+    starts = [0] + ends[:-1]
+    # Slices, not ops.split: Keras's torch split with indices runs ~10 ops.
+    return (
+        sigma,
+        [u[start:end] for start, end in zip(starts, ends)],
+        [v[start:end] for start, end in zip(starts, ends)],
+    )
 
 
 def spectral_norm_estimate(kernel, u, v):

@@ -11,6 +11,7 @@ from specformer_keras.spectral import (
     l2_normalize,
     power_iteration,
     spectral_norm_estimate,
+    stacked_power_iteration,
 )
 from specformer_keras.utils.validation import (
     check_int,
@@ -176,6 +177,7 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         self.lambdas = dict(zip(PROJECTIONS, lambdas))
         self.power_iterations = int(power_iterations)
         self._spectral_state = {}
+        self._stacks = ()
 
     @property
     def penalty(self):
@@ -216,6 +218,24 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
             u = state(f"{name}_u", (num_heads, d_in))
             v = state(f"{name}_v", (num_heads, head_dim))
             self._spectral_state[name] = (u, v)
+        # Projections whose kernels share d_model and head_dim (all three in
+        # self-attention with value_dim == key_dim) run their power iteration
+        # as one batched matmul: one op per step instead of one per projection.
+        stacks = {}
+        for name in self.penalized_projections:
+            shape = self._projection_dense(name).kernel.shape
+            stacks.setdefault((shape[0], shape[2]), []).append(name)
+        self._stacks = tuple(
+            (tuple(names), self._stack_weights(names)) for names in stacks.values()
+        )
+
+    def _stack_weights(self, names):
+        """The lambda of every stacked head: one float, or a float32 vector."""
+        lambdas = [self.lambdas[name] for name in names]
+        if len(set(lambdas)) == 1:
+            return lambdas[0]
+        heads = [self._projection_dense(name).kernel.shape[1] for name in names]
+        return np.repeat(np.asarray(lambdas, "float32"), heads)
 
     def _float32_kernel(self, name):
         kernel = self._projection_dense(name).kernel
@@ -234,19 +254,42 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         Returns:
             A scalar tensor, differentiable with respect to the kernels.
         """
+        if update:
+            return self._update_and_penalty()
         total = ops.zeros((), dtype="float32")
         for name in self.penalized_projections:
-            u_var, v_var = self._spectral_state[name]
-            kernel = self._float32_kernel(name)
-            if update:
-                u, v = power_iteration(kernel, u_var.value, self.power_iterations)
-                u_var.assign(u)
-                v_var.assign(v)
-            else:
-                u, v = l2_normalize(u_var.value), l2_normalize(v_var.value)
-            sigma = spectral_norm_estimate(kernel, u, v)
+            sigma = self._estimate_from_state(name)
             total = total + self.lambdas[name] * ops.sum(ops.square(sigma))
         return total
+
+    def _estimate_from_state(self, name):
+        """Per-head sigma of projection ``name`` from the stored u/v (no update)."""
+        u_var, v_var = self._spectral_state[name]
+        return spectral_norm_estimate(
+            self._float32_kernel(name),
+            l2_normalize(u_var.value),
+            l2_normalize(v_var.value),
+        )
+
+    def _update_and_penalty(self):
+        """Power iteration on every stack of kernels, assigns `u`/`v`, the penalty."""
+        total = None
+        for names, weights in self._stacks:
+            states = [self._spectral_state[name] for name in names]
+            sigma, us, vs = stacked_power_iteration(
+                [self._float32_kernel(name) for name in names],
+                [u_var.value for u_var, _ in states],
+                self.power_iterations,
+            )
+            for (u_var, v_var), u, v in zip(states, us, vs):
+                u_var.assign(u)
+                v_var.assign(v)
+            if isinstance(weights, float):
+                term = weights * ops.sum(sigma * sigma)
+            else:
+                term = ops.sum(ops.convert_to_tensor(weights) * (sigma * sigma))
+            total = term if total is None else total + term
+        return ops.zeros((), dtype="float32") if total is None else total
 
     def warmup_power_iteration(self, iterations=20):
         """Runs `iterations` power-iteration steps now and stores `u`/`v`.
@@ -319,16 +362,10 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
                 name: exact_spectral_norms(self._float32_kernel(name))
                 for name in PROJECTIONS
             }
-        norms = {}
-        for name in self.penalized_projections:
-            u_var, v_var = self._spectral_state[name]
-            sigma = spectral_norm_estimate(
-                self._float32_kernel(name),
-                l2_normalize(u_var.value),
-                l2_normalize(v_var.value),
-            )
-            norms[name] = ops.convert_to_numpy(sigma)
-        return norms
+        return {
+            name: ops.convert_to_numpy(self._estimate_from_state(name))
+            for name in self.penalized_projections
+        }
 
     def get_config(self):
         config = super().get_config()

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from autodiff import grad_wrt_variable
-from testing import run_layer_test
+from testing import BACKEND, run_layer_test
 
 from specformer_keras import SpectralMultiHeadAttention
 from specformer_keras.spectral import exact_spectral_norms
@@ -222,9 +222,22 @@ def test_keras_file_round_trip_restores_u_v_exactly(tmp_path):
     )
 
 
+# On torch, jit_compile=True means torch.compile (dynamo): 30-45 s per case on 2 CPU
+# cores. One torch case proves the compiled step updates u/v and shrinks sigma inside
+# custom layers of a subclassed model; a compiled functional model holding the layer
+# is tests/models/test_spectral_vit.py::test_fit_learns_and_reports_msvp_loss[True]
+# (SpectralViT is functional), and Sequential adds nothing for dynamo.
+TORCH_COMPILED_STYLE = "subclassed"
+
+
 @pytest.mark.parametrize("style", ["functional", "sequential", "subclassed"])
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_trains_inside_every_model_style(style, jit_compile):
+    if jit_compile and BACKEND == "torch" and style != TORCH_COMPILED_STYLE:
+        pytest.skip(
+            f"torch.compile is proved once, on the {TORCH_COMPILED_STYLE} style here "
+            "and on the functional SpectralViT in tests/models (time: 30-45 s a case)"
+        )
     keras.utils.set_random_seed(0)
 
     def attention():
