@@ -45,6 +45,10 @@ def install_backend(session, backend):
     if backend == "tensorflow":
         session.install(TORCH_CPU)
         session.install("-e", ".[all,test,docs,cleverhans]", "keras-hub")
+        # The AutoAttack components' reference (tests/attacks/test_autoattack.py);
+        # --no-deps: its torchvision requirement would replace the CPU torch, and
+        # the components it is compared with import only torch, numpy and scipy.
+        session.install("--no-deps", "torchattacks")
         return
     if backend == "torch":
         session.install(TORCH_CPU)
