@@ -340,11 +340,15 @@ def test_robustness_curve_flags_accuracy_that_does_not_fall():
     constant = keras.Sequential(
         [
             keras.Input((4,)),
-            # A tiny kernel: a non-zero input gradient (the preflight refuses
-            # an all-zero one) that cannot change the prediction.
+            # A tiny kernel with distinct columns: a non-zero input gradient of
+            # the margins (the preflight refuses an all-zero one; equal columns
+            # give margins that do not depend on x) that cannot change the
+            # prediction.
             keras.layers.Dense(
                 3,
-                kernel_initializer=keras.initializers.Constant(1e-4),
+                kernel_initializer=keras.initializers.RandomUniform(
+                    -1e-4, 1e-4, seed=0
+                ),
                 bias_initializer="ones",
             ),
         ]

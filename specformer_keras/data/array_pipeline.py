@@ -206,6 +206,13 @@ class ImageDataset(keras.utils.PyDataset):
         order = self._order(epoch)
         if order is not None:
             chosen = order[chosen]
+        size = len(chosen)
+        # Crop and flip act per image, so a process decodes only its block; RandAugment
+        # and MixUp/CutMix act on the whole batch, which is then built and sliced.
+        rows = None
+        if self._process[1] > 1 and not self._mixers and self._rand_augment is None:
+            rows = self._block_rows(size, index)
+            chosen = chosen[rows]
         if self.images is not None:
             images = self.images[chosen]
         else:
@@ -214,7 +221,7 @@ class ImageDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, epoch, index, 1])
         images = images.astype("float32") / 255.0
         if self.augment:
-            images = _crop_and_flip(images, self.padding, rng)
+            images = _crop_and_flip(images, self.padding, rng, size, rows)
         if self._rand_augment is not None:
             images = keras.ops.convert_to_numpy(self._rand_augment(images))
             images = np.clip(images, 0.0, 1.0).astype("float32")
@@ -225,14 +232,14 @@ class ImageDataset(keras.utils.PyDataset):
             mixed = mixer({"images": images, "labels": labels})
             images = keras.ops.convert_to_numpy(mixed["images"]).astype("float32")
             labels = keras.ops.convert_to_numpy(mixed["labels"]).astype("float32")
-        return self._process_block(images, labels, index)
-
-    def _process_block(self, images, labels, index):
-        """This process's block of the global batch (all of it for one process)."""
-        process, count = self._process
-        if count == 1:
+        if rows is not None or self._process[1] == 1:
             return images, labels
-        size = len(labels)
+        rows = self._block_rows(len(labels), index)
+        return images[rows], labels[rows]
+
+    def _block_rows(self, size, index):
+        """The rows of this process's block in a global batch of ``size`` examples."""
+        process, count = self._process
         if size % count:
             raise ValueError(
                 f"Batch {index} has {size} examples, which {count} processes "
@@ -240,21 +247,26 @@ class ImageDataset(keras.utils.PyDataset):
                 f"examples (now {self.num_examples}, batch_size={self.batch_size}) "
                 f"whose batches are multiples of {count}."
             )
-        block = slice(process * size // count, (process + 1) * size // count)
-        return images[block], labels[block]
+        return slice(process * size // count, (process + 1) * size // count)
 
 
-def _crop_and_flip(images, padding, rng):
-    """Per image: random crop after zero padding, then a random horizontal flip."""
-    n, size = images.shape[0], images.shape[1]
+def _crop_and_flip(images, padding, rng, batch_size, rows=None):
+    """Per image: random crop after zero padding, then a random horizontal flip.
+
+    The draws are made for the whole batch of ``batch_size`` images; ``images``
+    are its ``rows`` (a slice; all of them when None), so a block gets the
+    draws it would get inside the whole batch.
+    """
+    rows = slice(None) if rows is None else rows
+    size = images.shape[1]
     if padding:
         padded = np.pad(
             images, ((0, 0), (padding, padding), (padding, padding), (0, 0))
         )
-        offsets = rng.integers(0, 2 * padding + 1, size=(n, 2))
+        offsets = rng.integers(0, 2 * padding + 1, size=(batch_size, 2))[rows]
         images = np.stack(
             [padded[i, r : r + size, c : c + size] for i, (r, c) in enumerate(offsets)]
         )
-    flip = rng.random(n) < 0.5
+    flip = (rng.random(batch_size) < 0.5)[rows]
     images[flip] = images[flip, :, ::-1]
     return images

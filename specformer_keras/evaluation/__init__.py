@@ -2,9 +2,11 @@
 
 One module per concern: `specs` (attack names resolved to runnable attacks),
 `model_checks` (`preflight`, `check_finite_logits`), `sanity` (the sanity
-checks), `report` (`evaluate_robustness`, `print_report`), `store` (the
-per-batch result files that make an evaluation resumable) and `curve`
-(`robustness_curve`). Every public name is importable from here. The
+checks), `report` (`evaluate_robustness`, `print_report`), `sources` (the
+data: ``(x, y)`` or batches, decided by structure), `store` (the per-batch
+result files that make an evaluation resumable), `stale` (temporary files a
+killed write left) and `curve` (`robustness_curve`, sharded and resumable the
+same way). Every public name is importable from here. The
 evaluation returns data; `specformer_keras.plots` draws.
 
 `evaluate_robustness` runs attacks batch by batch (numpy ``(x, y)`` or a

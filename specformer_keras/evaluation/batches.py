@@ -31,7 +31,7 @@ from specformer_keras.attacks.runner import predict_labels, predict_logits
 from specformer_keras.evaluation.model_checks import check_finite_logits, preflight
 from specformer_keras.evaluation.store import data_fingerprint
 
-__all__ = ["BatchRunner", "ProgressBars", "merge_batches"]
+__all__ = ["BatchRunner", "ProgressBars", "count_batch", "merge_batches"]
 
 
 class BatchRunner:
@@ -167,6 +167,22 @@ def merge_batches(records, n):
     return records
 
 
+def count_batch(bar, computed):
+    """Counts one batch on the tqdm ``bar`` (None: nothing).
+
+    A batch read back from ``output_dir`` (``computed=False``) counts as done
+    but not in the rate, so the ETA is that of the batches still to compute.
+    """
+    if bar is None:
+        return
+    if computed:
+        bar.update(1)
+    else:
+        bar.n += 1
+        bar.initial += 1
+        bar.refresh()
+
+
 class ProgressBars:
     """One tqdm bar per attack (batches done, with an ETA), or nothing.
 
@@ -192,15 +208,7 @@ class ProgressBars:
             )
 
     def update(self, name, computed):
-        bar = self.bars.get(name)
-        if bar is None:
-            return
-        if computed:
-            bar.update(1)
-        else:  # read back from output_dir: counted as done, not in the rate
-            bar.n += 1
-            bar.initial += 1
-            bar.refresh()
+        count_batch(self.bars.get(name), computed)
 
     def postfix(self, name, entry):
         bar = self.bars.get(name)

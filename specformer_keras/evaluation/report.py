@@ -7,10 +7,10 @@ The evaluation runs in stages: check the arguments and resolve the attacks
 share attack the points, or read the results back from the folder (`BatchRunner`),
 gather the batches of all processes (`specformer_keras.distributed`), and
 assemble the report with its sanity checks
-(`specformer_keras.evaluation.sanity`). `print_report` prints a report.
+(`specformer_keras.evaluation.sanity`). `print_report` prints a report;
+`run_evaluation` is `evaluate_robustness` with its progress display chosen by
+the caller (`robustness_curve`).
 """
-
-import os
 
 import keras
 import numpy as np
@@ -33,8 +33,8 @@ from specformer_keras.evaluation.specs import (
 )
 from specformer_keras.evaluation.store import (
     ResultStore,
-    data_fingerprint,
-    model_fingerprint,
+    check_output_dir,
+    run_settings,
 )
 from specformer_keras.utils.validation import check_bool, check_int, check_seed
 
@@ -81,10 +81,13 @@ def evaluate_robustness(
     Args:
         model: Keras model mapping images in ``[0, 1]`` to logits (run with
             ``training=False``).
-        data: ``(x, y)`` arrays, or a ``tf.data.Dataset`` (or iterable) of
-            ``(x, y)`` batches (used as batched; integer or one-hot labels; an
-            iterable must give the same batches in the same order on every
-            process and every rerun).
+        data: ``(x, y)`` arrays, or a ``tf.data.Dataset`` (or list or other
+            iterable) of ``(x, y)`` batches (used as batched; integer, ``(n,
+            1)`` or one-hot labels; an iterable must give the same batches in
+            the same order on every process and every rerun). A tuple or list
+            is read by structure: ``(x, y)`` when ``x`` has rank >= 2 and one
+            label per image, a list of batches when every element is such a
+            pair (see `specformer_keras.evaluation.sources.data_source`).
         attacks: names among ``"clean"``, ``"fgsm"``, ``"pgdN"``, ``"cwN"``,
             ``"autoattack"``, ``"square"`` (see the module docstring) or
             callables ``attack(model, x, y, eps) -> x_adv``.
@@ -144,6 +147,37 @@ def evaluate_robustness(
                                  attacks=("clean", "fgsm", "pgd5"), verbose=False)
     ```
     """
+    arguments = dict(locals())  # exactly the arguments, as given
+    return run_evaluation(**arguments)
+
+
+def run_evaluation(
+    model,
+    data,
+    attacks,
+    eps,
+    norm,
+    batch_size,
+    seed,
+    verbose,
+    check_more_steps,
+    sanity_points,
+    output_dir,
+    resume,
+    progress=None,
+):
+    """`evaluate_robustness` (the same arguments, all given), progress shown by ``progress``.
+
+    Args:
+        progress: None (a tqdm bar per attack when ``verbose``), or a callable
+            ``progress(names, owned, source)`` returning an object with the
+            methods of `ProgressBars` (``update``, ``postfix``, ``close``); it
+            is called on every process (``robustness_curve`` shows one bar
+            for all its budgets).
+
+    Returns:
+        The report of `evaluate_robustness`.
+    """
     attacks = normalize_attacks(attacks)
     check_eps(eps)
     check_norm(norm)
@@ -153,18 +187,7 @@ def evaluate_robustness(
     check_bool("check_more_steps", check_more_steps)
     check_int("sanity_points", sanity_points)
     check_bool("resume", resume)
-    if output_dir is not None:
-        if not isinstance(output_dir, (str, os.PathLike)):
-            raise TypeError(
-                "Argument `output_dir` must be a folder path (str or os.PathLike) "
-                f"or None. Received: output_dir={output_dir!r}"
-            )
-        if seed is None:
-            raise ValueError(
-                "Argument `seed` must be an integer when `output_dir` is given: a "
-                "resumed evaluation must draw the same random starts again. "
-                "Received: seed=None"
-            )
+    check_output_dir(output_dir, seed)
     eps = float(eps)
     resolved, extra = resolve_attacks(attacks, eps, norm, batch_size, check_more_steps)
     source = data_source(data, batch_size)
@@ -177,7 +200,10 @@ def evaluate_robustness(
         store = ResultStore(output_dir, settings, resume=resume)
     run = BatchRunner(model, resolved, extra, eps, norm, seed, sanity_points, store)
     owned = owned_batches(source, layout)
-    bars = ProgressBars(run.names, owned, source, verbose and layout.is_primary)
+    if progress is None:
+        bars = ProgressBars(run.names, owned, source, verbose and layout.is_primary)
+    else:
+        bars = progress(run.names, owned, source)
     needs_gradient = any(attack.kind in GRADIENT_KINDS for attack in resolved)
     records, start = [], 0
     for batch_index, (x, y) in enumerate(source.generator):
@@ -206,15 +232,6 @@ def evaluate_robustness(
 
 def _settings(model, source, resolved, extra, eps, norm, seed, batch_size, points):
     """Everything the per-point results depend on (the manifest of `ResultStore`)."""
-    import specformer_keras
-
-    if source.arrays is not None:
-        data = {
-            "n": int(source.arrays[0].shape[0]),
-            "sha256": data_fingerprint(*source.arrays),
-        }
-    else:
-        data = {"n": None, "sha256": None, "note": "iterable: checked per batch"}
     return {
         "attacks": [a.name for a in resolved],
         "attack_settings": {a.name: a.settings for a in resolved},
@@ -223,13 +240,7 @@ def _settings(model, source, resolved, extra, eps, norm, seed, batch_size, point
             for name, a in extra.items()
         },
         "eps": eps,
-        "norm": norm,
-        "seed": seed,
-        "batch_size": batch_size,
-        "backend": keras.config.backend(),
-        "specformer_keras": specformer_keras.__version__,
-        "model": model_fingerprint(model),
-        "data": data,
+        **run_settings(model, source, norm, seed, batch_size),
     }
 
 

@@ -25,9 +25,13 @@ another number of processes reuses them. A file holds
 reruns are stored the same way under ``batches/more_steps-<attack>/``. Files
 are written through a temporary file, fsync and rename
 (`specformer_keras.utils.io`), so a killed run (even ``kill -9``) leaves either
-a whole file or none (plus, at most, a hidden ``.<name>.*.tmp`` file that is
-never read); a file that does not parse, or whose fields do not fit
-its batch, raises `specformer_keras.utils.io.CorruptFileError` naming it.
+a whole file or none (plus, at most, a hidden temporary file
+``.<name>~<host>~<pid>.<random>.tmp`` that is never read); a file that does
+not parse, or whose fields do not fit its batch, raises
+`specformer_keras.utils.io.CorruptFileError` naming it. When an existing
+folder is resumed, `specformer_keras.evaluation.stale.remove_stale_temporaries` deletes the temporary files
+whose writer is certainly gone (this host, process id not running) and lists
+the others in a warning; it never deletes a running writer's file.
 
 Example:
 
@@ -53,10 +57,76 @@ import re
 import keras
 import numpy as np
 
+from specformer_keras.evaluation.stale import remove_stale_temporaries
 from specformer_keras.utils.io import CorruptFileError, atomic_write_json, read_json
 
 FORMAT = 1
-__all__ = ["FORMAT", "ResultStore", "data_fingerprint", "model_fingerprint"]
+__all__ = [
+    "FORMAT",
+    "ResultStore",
+    "check_output_dir",
+    "data_fingerprint",
+    "data_settings",
+    "model_fingerprint",
+    "run_settings",
+]
+
+
+def check_output_dir(output_dir, seed):
+    """Refuses an ``output_dir`` that is not a path, or one given with ``seed=None``.
+
+    Raises:
+        TypeError: ``output_dir`` is neither None, a str nor an os.PathLike.
+        ValueError: ``seed`` is None with an ``output_dir`` (a resumed run
+            must draw the same random starts again).
+    """
+    if output_dir is None:
+        return
+    if not isinstance(output_dir, (str, os.PathLike)):
+        raise TypeError(
+            "Argument `output_dir` must be a folder path (str or os.PathLike) "
+            f"or None. Received: output_dir={output_dir!r}"
+        )
+    if seed is None:
+        raise ValueError(
+            "Argument `seed` must be an integer when `output_dir` is given: a "
+            "resumed evaluation must draw the same random starts again. "
+            "Received: seed=None"
+        )
+
+
+def run_settings(model, source, norm, seed, batch_size):
+    """The manifest entries every evaluation shares: threat model, run, model, data.
+
+    ``{"norm", "seed", "batch_size", "backend", "specformer_keras", "model",
+    "data"}``: the Keras backend, the package version, `model_fingerprint` and
+    `data_settings` of the `DataSource` ``source``.
+    """
+    import specformer_keras
+
+    return {
+        "norm": norm,
+        "seed": seed,
+        "batch_size": batch_size,
+        "backend": keras.config.backend(),
+        "specformer_keras": specformer_keras.__version__,
+        "model": model_fingerprint(model),
+        "data": data_settings(source),
+    }
+
+
+def data_settings(source):
+    """The manifest's ``data`` entry of a `DataSource`: ``{"n", "sha256"}`` of arrays.
+
+    An iterable's batches are fingerprinted one by one instead (``n`` and
+    ``sha256`` None).
+    """
+    if source.arrays is None:
+        return {"n": None, "sha256": None, "note": "iterable: checked per batch"}
+    return {
+        "n": int(source.arrays[0].shape[0]),
+        "sha256": data_fingerprint(*source.arrays),
+    }
 
 
 def model_fingerprint(model):
@@ -181,6 +251,8 @@ class ResultStore:
                     f"{self.manifest_path} is not a manifest of format {FORMAT}. {hint}"
                 )
             differences = _differences(manifest["settings"], self.settings)
+            if not differences:
+                remove_stale_temporaries(self.output_dir)
             if differences:
                 raise ValueError(
                     f"Argument `output_dir` holds an evaluation with other settings "

@@ -3,6 +3,8 @@
 `atomic_write_bytes`, `atomic_write_text` and `atomic_write_json` write data;
 `atomic_path` lends a temporary path to any writer that takes a file name
 (`model.save`, `save_weights`, `np.savez`) and renames it into place.
+`temporary_writer` names the host and process of a temporary file that a
+killed writer left behind.
 
 Example:
 
@@ -19,6 +21,8 @@ assert read_json(path) == {"clean": 0.5}
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 import uuid
 
@@ -37,6 +41,60 @@ def _json_default(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_TEMPORARY = re.compile(
+    r"^\.(?P<name>.+)~(?P<host>[A-Za-z0-9.-]*)~(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$"
+)
+
+
+def temporary_prefix(path):
+    """``.<name>~<host>~<pid>.``: how `atomic_write_bytes` names its temporary file.
+
+    The writer's host name and process id make a temporary file left by a
+    killed writer identifiable (see `temporary_writer`).
+
+    Args:
+        path: The file being written.
+
+    Returns:
+        The prefix of the hidden temporary file beside ``path``.
+    """
+    return f".{os.path.basename(path)}~{writer_host()}~{os.getpid()}."
+
+
+def writer_host():
+    """This machine's host name as `temporary_prefix` writes it (``[A-Za-z0-9.-]``).
+
+    Returns:
+        The host name, other characters replaced by ``-``.
+    """
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())
+
+
+def temporary_writer(name):
+    """``(target name, host, pid)`` of a temporary file of `atomic_write_bytes`, or None.
+
+    Args:
+        name: A file name (no folder).
+
+    Returns:
+        The name of the file being written, the writer's host name and process
+        id; None if ``name`` is not such a temporary file.
+
+    Example:
+
+    ```python
+    from specformer_keras.utils.io import temporary_prefix, temporary_writer
+
+    name = temporary_prefix("/folder/report.json") + "k3j2x9.tmp"
+    assert temporary_writer(name)[0] == "report.json"
+    ```
+    """
+    match = _TEMPORARY.match(name)
+    if match is None:
+        return None
+    return match["name"], match["host"], int(match["pid"])
+
+
 def atomic_write_bytes(path, data):
     """Writes ``data`` to ``path`` through a temporary file in the same folder.
 
@@ -53,7 +111,7 @@ def atomic_write_bytes(path, data):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        dir=directory, prefix=temporary_prefix(path), suffix=".tmp"
     )
     try:
         with os.fdopen(fd, "wb") as f:

@@ -130,7 +130,7 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None, script=WOR
     base.update(extra_env or {})
     keep = os.environ.get("LAUNCH_LOG_DIR")  # debugging: keep every process's logs
     with tempfile.TemporaryDirectory() as scratch:
-        folder = keep or scratch
+        folder = os.path.join(keep, f"x{num_processes}") if keep else scratch
         os.makedirs(folder, exist_ok=True)
         processes, outputs = [], []
         try:
@@ -187,6 +187,27 @@ def launch(backend, num_processes, args, timeout=120, extra_env=None, script=WOR
             for out, err in outputs:
                 out.close()
                 err.close()
+
+
+def launch_with_reference(
+    backend, num_processes, args, timeout=120, reference_args=None, **kwargs
+):
+    """``(reference, results)``: one process and ``num_processes`` ones, run at once.
+
+    The single-process reference run (no engine, no port) starts beside the
+    connected processes rather than before them: with one thread a process
+    (``OMP_NUM_THREADS=1``) the 2-core machine is otherwise half idle while the
+    reference runs. Same arguments as `launch` (``reference_args``: the
+    reference's own, default ``args``); ``reference`` is its one result.
+    """
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        reference = pool.submit(
+            launch, backend, 1, reference_args or args, timeout, **kwargs
+        )
+        results = pool.submit(launch, backend, num_processes, args, timeout, **kwargs)
+        return reference.result()[0], results.result()
 
 
 def _tail(handle, chars=3000):

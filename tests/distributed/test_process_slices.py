@@ -51,6 +51,35 @@ def test_the_blocks_of_every_process_make_the_global_batches(options, count):
             dataset.on_epoch_end()
 
 
+def test_a_process_decodes_only_its_block(monkeypatch):
+    import specformer_keras.data.array_pipeline as pipeline
+
+    rng = np.random.default_rng(3)
+    pixels = {
+        f"img{i}.jpg": rng.integers(0, 256, (8, 8, 3), np.uint8) for i in range(8)
+    }
+    read = []
+
+    def fake_read(paths, image_size):
+        read.append(list(paths))
+        return np.stack([pixels[p] for p in paths])
+
+    monkeypatch.setattr(pipeline, "read_images", fake_read)
+    labels = np.arange(8) % 2
+
+    def dataset():
+        return ImageDataset(
+            list(pixels), labels, ["a", "b"], 8, 4, shuffle=True, augment=True, seed=5
+        )
+
+    whole, part = dataset(), dataset().slice_for_process(_layout(1, 2))
+    images, _ = whole[1]
+    read.clear()
+    block, _ = part[1]
+    assert len(read) == 1 and len(read[0]) == 2  # 2 of the batch's 4 images
+    np.testing.assert_array_equal(block, images[2:])
+
+
 def test_one_process_is_unchanged():
     whole, single = _dataset(shuffle=True), _dataset(shuffle=True)
     single.slice_for_process(_layout(0, 1))

@@ -110,10 +110,15 @@ def test_two_jax_processes_run_the_smoke_recipe_like_one(tmp_path):
         pytest.skip("multi-process JAX recipe runs are JAX's (jax.distributed)")
     if not os.path.exists(CIFAR10_ARCHIVE):
         pytest.skip(f"the smoke recipe needs the CIFAR-10 archive at {CIFAR10_ARCHIVE}")
-    from launch import launch
+    from launch import launch_with_reference
 
-    (single,) = launch(BACKEND, 1, ["recipe", str(tmp_path / "one")], timeout=300)
-    processes = launch(BACKEND, 2, ["recipe", str(tmp_path / "two")], timeout=400)
+    single, processes = launch_with_reference(
+        BACKEND,
+        2,
+        ["recipe", str(tmp_path / "two")],
+        timeout=400,
+        reference_args=["recipe", str(tmp_path / "one")],
+    )
     assert single["distribution"] == "jax single device (cpu)"
     for index, results in enumerate(processes):
         assert results["distribution"] == (

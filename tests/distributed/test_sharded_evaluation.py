@@ -9,15 +9,14 @@ in ``layout``.
 """
 
 import pytest
-from launch import ENGINES, launch
+from launch import ENGINES, launch_with_reference
 from testing import BACKEND
 
 
 @pytest.mark.slow
 def test_two_processes_give_the_single_process_report():
     args = ["evaluate", "16", "clean,pgd5,autoattack", "8"]
-    (single,) = launch(BACKEND, 1, args, timeout=240)
-    multi = launch(BACKEND, 2, args, timeout=240)
+    single, multi = launch_with_reference(BACKEND, 2, args, timeout=240)
     assert single["layout"]["engine"] == "single"
     assert set(single["per_point"]) == {"clean", "pgd5", "autoattack", "worst_case"}
     assert all(len(v) == 16 for v in single["per_point"].values())

@@ -11,7 +11,7 @@ tolerances are those of the single-host test (tests/training/test_distributed.py
 
 import numpy as np
 import pytest
-from launch import launch
+from launch import launch_with_reference
 from testing import BACKEND
 
 METHODS = ("fit", "pgd_at")
@@ -26,8 +26,9 @@ def runs():
     """``(single, [process 0, process 1])`` results, once per session."""
     if not _RUNS:
         args = ["train", *METHODS]
-        (_RUNS["single"],) = launch(BACKEND, 1, args, timeout=240, extra_env=FAST)
-        _RUNS["multi"] = launch(BACKEND, 2, args, timeout=300, extra_env=FAST)
+        _RUNS["single"], _RUNS["multi"] = launch_with_reference(
+            BACKEND, 2, args, timeout=300, extra_env=FAST
+        )
     return _RUNS["single"], _RUNS["multi"]
 
 
