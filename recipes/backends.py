@@ -101,6 +101,41 @@ def make_deterministic(backend):
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
+def keep_tensorflow_unimported(tf_data):
+    """On JAX or torch, stops Keras's probes from importing an installed TensorFlow.
+
+    Keras 3 imports TensorFlow whenever it is installed, whatever the backend,
+    from two probes on the recipes' path: `keras.utils.set_random_seed` (to
+    seed tf.data) and `serialize_keras_object` (`model.save`, to recognize a
+    `tf.TensorShape`). That costs seconds at start and prints TensorFlow's
+    oneDNN/CUDA log lines on a JAX or torch run that never uses it. In a
+    process that has not imported TensorFlow no TensorFlow object exists, so
+    the probes' answer "not installed" is exact: this sets Keras's cached
+    answer (`keras.src.utils.module_utils.tensorflow`) to that. Nothing changes
+    on the TensorFlow backend, when the input is tf.data (`tf_data`: a TFDS
+    dataset, which needs TensorFlow and its seed), or once TensorFlow is
+    imported.
+
+    Args:
+        tf_data: True when the input pipeline is tf.data.
+
+    Returns:
+        True if Keras's probe now answers "not installed".
+    """
+    import keras
+
+    if keras.config.backend() == "tensorflow" or tf_data or "tensorflow" in sys.modules:
+        return False
+    try:
+        from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+    except ImportError:  # pragma: no cover - only if Keras moves this module.
+        return False
+    if getattr(lazy_tensorflow, "module", None) is not None:
+        return False
+    lazy_tensorflow._available = False
+    return True
+
+
 def check_backend_supports(backend, needs_trainer):
     """Refuses, before any data is loaded, what the backend cannot run yet.
 

@@ -22,7 +22,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from recipes import backends, flags, run_dir
-from recipes.config import RecipeError, validate
+from recipes.config import TFDS_NAMES, RecipeError, validate
 
 
 def log(message):
@@ -62,6 +62,7 @@ def run(recipe, config, settings, mode):
     started = time.time()
     out = config.output_dir
     paths = run_dir.run_paths(out)
+    backends.keep_tensorflow_unimported(tf_data=config.dataset in TFDS_NAMES)
     keras.utils.set_random_seed(config.seed)
     if config.precision != "float32":
         keras.config.set_dtype_policy(config.precision)

@@ -59,6 +59,13 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(scope="module")
+def smoke_run(image_folder, tmp_path_factory):
+    """`(output folder, CompletedProcess)` of the plain smoke command, run once."""
+    out = str(tmp_path_factory.mktemp("smoke") / "run")
+    return out, _run("cifar10_adv.py", _smoke_args(image_folder, out))
+
+
 def _smoke_args(image_folder, out, extra=()):
     return [
         "--config=smoke",
@@ -122,11 +129,14 @@ def _check_run_outputs(out, epochs=1, num_classes=4):
         ("imagenette_adv.py", ("--image_size=16",), "pgd_at", ("tensorflow",)),
     ],
 )
-def test_recipe_end_to_end(recipe, extra, method, backends, image_folder, tmp_path):
+def test_recipe_end_to_end(recipe, extra, method, backends, image_folder, request):
     if BACKEND not in backends:
         pytest.skip(f"{recipe} runs end to end under {backends} only (time)")
-    out = str(tmp_path / "run")
-    result = _run(recipe, _smoke_args(image_folder, out, extra))
+    if recipe == "cifar10_adv.py":  # the plain smoke command: shared with the next test
+        out, result = request.getfixturevalue("smoke_run")
+    else:
+        out = str(request.getfixturevalue("tmp_path") / "run")
+        result = _run(recipe, _smoke_args(image_folder, out, extra))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = _check_run_outputs(out)
     assert results["settings"]["backend"] == BACKEND
@@ -141,21 +151,55 @@ def _error_line(result, recipe):
     return lines[0]
 
 
+# Each case is a process; those failing after Keras is imported cost a framework
+# import each (TF about 4 s). Their checks (recipes/config.py, flags.py and the
+# model/attack name checks of modeling.py and report.py) are the same Python on
+# every backend, so the whole table runs in the jax session (the quickest import);
+# every session runs the cases that fail before Keras is imported and, through
+# specformer_keras's own modules, `--eval_attacks`.
+TABLE_BACKEND = "jax"
+table_only = pytest.mark.skipif(
+    BACKEND != TABLE_BACKEND,
+    reason=f"the same flag check on every backend; the {TABLE_BACKEND} session runs "
+    "the whole table, this one --eval_attacks and the pre-Keras cases (time)",
+)
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--preset=vit_huge"], "--preset must be one of"),
-        (["--eps=-8/255"], "--eps must be a finite number in [0"),
-        (["--dataset=no/such/data.tar.gz"], "was not found"),
-        (["--penalty=1e-3,1e-3"], "--penalty takes 1 or 3 value"),
+        pytest.param(
+            ["--preset=vit_huge"], "--preset must be one of", marks=table_only
+        ),
+        pytest.param(
+            ["--eps=-8/255"], "--eps must be a finite number in [0", marks=table_only
+        ),
+        pytest.param(
+            ["--dataset=no/such/data.tar.gz"], "was not found", marks=table_only
+        ),
+        pytest.param(
+            ["--penalty=1e-3,1e-3"], "--penalty takes 1 or 3 value", marks=table_only
+        ),
         (["--config=fast"], "--config must be one of"),
-        (["--jit_compile=yes"], "--jit_compile must be one of"),
+        pytest.param(
+            ["--jit_compile=yes"], "--jit_compile must be one of", marks=table_only
+        ),
         (["--no_such_flag=1"], "Unknown command line flag"),
-        (["--seed=-1"], "--seed must be an integer >= 0"),
+        pytest.param(["--seed=-1"], "--seed must be an integer >= 0", marks=table_only),
         (["--eval_attacks=clean,foo"], "--eval_attacks names unknown attacks ['foo']"),
-        (["--curve_attack=foo"], "--curve_attack must be an attack"),
-        (["--model_override=hidden_dims=32"], "unknown SpectralViT arguments"),
-        (["--model_override=penalty=0.5"], "cannot set penalty: use --penalty"),
+        pytest.param(
+            ["--curve_attack=foo"], "--curve_attack must be an attack", marks=table_only
+        ),
+        pytest.param(
+            ["--model_override=hidden_dims=32"],
+            "unknown SpectralViT arguments",
+            marks=table_only,
+        ),
+        pytest.param(
+            ["--model_override=penalty=0.5"],
+            "cannot set penalty: use --penalty",
+            marks=table_only,
+        ),
         (["--backend=numpy"], "--backend must be one of"),
     ],
 )
@@ -256,12 +300,17 @@ def test_kill_and_resume(image_folder, tmp_path):
     assert "holds a finished run" in _error_line(again, "cifar10_adv.py")
 
 
-def test_same_seed_same_run(image_folder, tmp_path):
-    """Two runs of one command on one backend: the same log and the same results."""
+def test_same_seed_same_run(image_folder, smoke_run, tmp_path):
+    """Two runs of one command on one backend: the same log and the same results.
+
+    The first run is `smoke_run` (on JAX and torch also checked end to end above),
+    the second a fresh process into another folder.
+    """
     logs, accuracies = [], []
-    for name in ("first", "second"):
-        out = str(tmp_path / name)
-        result = _run("cifar10_adv.py", _smoke_args(image_folder, out))
+    second = str(tmp_path / "second")
+    for out, result in (smoke_run, (second, None)):
+        if result is None:
+            result = _run("cifar10_adv.py", _smoke_args(image_folder, out))
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         with open(os.path.join(out, "training_log.csv")) as f:
             logs.append(f.read())
