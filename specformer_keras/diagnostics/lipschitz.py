@@ -35,6 +35,8 @@ assert layer["estimate"]["max"] <= layer["bound"]["max"]
 ```
 """
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -48,6 +50,9 @@ from specformer_keras.diagnostics.attention import (
 from specformer_keras.utils.validation import check_int
 
 _TINY = 1e-30
+# One compiled Jacobian step per function, so estimating the same `fn` batch by
+# batch compiles it once (entries go with the function).
+_GRAM_STEPS = weakref.WeakKeyDictionary()
 
 
 def _jacobian():
@@ -140,7 +145,9 @@ def local_lipschitz(fn, x, iterations=20, seed=0, return_direction=False):
             f"Received: x.shape={x.shape}"
         )
     jac = _jacobian()
-    step = jac.gram_fn(fn)
+    step = _GRAM_STEPS.get(fn)
+    if step is None:
+        step = _GRAM_STEPS[fn] = jac.gram_fn(fn)
     return _power_iteration(step, jac, fn, x, iterations, seed, return_direction)
 
 

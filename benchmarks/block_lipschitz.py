@@ -1,0 +1,192 @@
+"""Which sub-layer carries the input sensitivity of the PGD-AT sweep's models?
+
+For every unit of `benchmarks/adversarial_sweep.py` whose Lipschitz stage is
+done, estimates the local Lipschitz constant of each encoder block's
+sub-layers (`specformer_keras.diagnostics.block_lipschitz_report`: both
+LayerNorms, the attention branch and sub-layer, the MLP alone, its branch and
+sub-layer, the whole block, and the residual stream's RMS) at the same
+class-balanced test images, seed and iteration count as the sweep's own
+Lipschitz stage, and writes ``<unit>/blocks.json`` (atomically; a unit whose
+file has every map is skipped, so the script resumes). Then prints one table per lambda (median over images, mean
+over seeds) and draws ``block_lipschitz.png`` (and a copy in ``--assets``).
+
+    KERAS_BACKEND=jax python benchmarks/block_lipschitz.py --out=runs/at_sweep \
+        --assets=docs/assets
+
+Read-only on the sweep's own files, so it may run while the sweep trains the
+next unit.
+"""
+
+import argparse
+import glob
+import os
+import shutil
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import adversarial_sweep  # noqa: E402
+
+from specformer_keras.diagnostics import MAPS  # noqa: E402
+from specformer_keras.utils.io import atomic_write_json, read_json  # noqa: E402
+
+COLUMNS = ("stream_rms",) + MAPS
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="the sweep's output folder")
+    parser.add_argument(
+        "--archive", default=adversarial_sweep.sweep_common.DEFAULT_ARCHIVE
+    )
+    parser.add_argument("--assets", default=None, help="also copy the figure here")
+    parser.add_argument("--summarize", action="store_true", help="no new estimates")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.out):
+        parser.error(
+            f"--out must be an existing sweep folder. Received: --out={args.out}"
+        )
+    return args
+
+
+def ready_units(out):
+    """Unit folders whose sweep state has the Lipschitz stage (so training is done)."""
+    units = []
+    for directory in sorted(glob.glob(os.path.join(out, "lambda=*_seed=*"))):
+        path = os.path.join(directory, "state.json")
+        if os.path.exists(path) and "lipschitz" in read_json(path):
+            units.append(directory)
+    return units
+
+
+def estimate_unit(directory, data_cache, archive):
+    from specformer_keras.diagnostics import block_lipschitz_report
+
+    state = read_json(os.path.join(directory, "state.json"))
+    config = state["config"]
+    if "data" not in data_cache:
+        data_cache["data"] = adversarial_sweep.build_data(config, archive)
+    x = data_cache["data"]["test"][0][: config["lipschitz_size"]].astype("float32")
+    model = adversarial_sweep.load_model(directory)
+    report = block_lipschitz_report(
+        model, x, iterations=config["lipschitz_iterations"], seed=config["seed"],
+        batch_size=50,
+    )  # fmt: skip
+    report["penalty"] = config["penalty"]
+    report["seed"] = config["seed"]
+    report["model_median"] = state["lipschitz"]["model"]["median"]
+    return report
+
+
+def is_current(report):
+    """True when a saved report has every map of this version of the diagnostics."""
+    return all(set(COLUMNS) <= set(block) for block in report["blocks"].values())
+
+
+def collect(out):
+    """``{lambda: [blocks.json report, ...]}`` over the units that have one."""
+    by_lambda = {}
+    for path in sorted(glob.glob(os.path.join(out, "lambda=*_seed=*", "blocks.json"))):
+        report = read_json(path)
+        by_lambda.setdefault(report["penalty"], []).append(report)
+    return dict(sorted(by_lambda.items()))
+
+
+def table(by_lambda):
+    lines = []
+    for penalty, reports in by_lambda.items():
+        seeds = sorted(r["seed"] for r in reports)
+        model = np.mean([r["model_median"] for r in reports])
+        lines.append(
+            f"\nlambda={penalty:g} (seeds {seeds}; whole model L median {model:.3f}); "
+            "median over images, mean over seeds:"
+        )
+        lines.append("| block | " + " | ".join(COLUMNS) + " |")
+        lines.append("|---" * (len(COLUMNS) + 1) + "|")
+        for path in reports[0]["blocks"]:
+            cells = [
+                np.mean([r["blocks"][path][c]["median"] for r in reports])
+                for c in COLUMNS
+            ]
+            lines.append(f"| {path} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+        product = np.mean(
+            [
+                np.prod([b["block"]["median"] for b in r["blocks"].values()])
+                for r in reports
+            ]
+        )
+        lines.append(f"product of the block medians: {product:.3f}")
+    return "\n".join(lines)
+
+
+PANELS = (
+    "attention_branch",
+    "block",
+    "stream_rms",
+    "norm2",
+    "mlp",
+    "mlp_branch",
+)
+
+
+def plot(by_lambda, path):
+    from specformer_keras.plots import pyplot
+
+    plt = pyplot()
+    blocks = list(next(iter(by_lambda.values()))[0]["blocks"])
+    fig, axes = plt.subplots(2, 3, figsize=(12.6, 7.0))
+    width = 0.8 / len(by_lambda)
+    for ax, name in zip(axes.ravel(), PANELS):
+        for k, (penalty, reports) in enumerate(by_lambda.items()):
+            values = [
+                np.mean([r["blocks"][b][name]["median"] for r in reports])
+                for b in blocks
+            ]
+            ax.bar(
+                np.arange(len(blocks)) + (k - (len(by_lambda) - 1) / 2) * width,
+                values, width, label=f"lambda={penalty:g} (n={len(reports)})",
+            )  # fmt: skip
+        ax.set_xticks(
+            np.arange(len(blocks)), [f"block {i}" for i in range(len(blocks))]
+        )
+        ax.set_yscale("log")
+        ax.set_title(
+            "residual stream RMS at block input"
+            if name == "stream_rms"
+            else f"{name.replace('_', ' ')}: local Lipschitz"
+        )
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("PGD-AT sweep, per encoder sub-layer (median over images, log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.summarize:
+        data_cache = {}
+        for directory in ready_units(args.out):
+            target = os.path.join(directory, "blocks.json")
+            if os.path.exists(target) and is_current(read_json(target)):
+                continue
+            print(f"estimating {directory}", flush=True)
+            atomic_write_json(
+                target, estimate_unit(directory, data_cache, args.archive)
+            )
+    by_lambda = collect(args.out)
+    if not by_lambda:
+        raise SystemExit(f"No unit in {args.out} has blocks.json yet.")
+    print(table(by_lambda))
+    figure = plot(by_lambda, os.path.join(args.out, "block_lipschitz.png"))
+    if args.assets:
+        os.makedirs(args.assets, exist_ok=True)
+        shutil.copy(figure, os.path.join(args.assets, "at_sweep_block_lipschitz.png"))
+    print(f"figure: {figure}")
+
+
+if __name__ == "__main__":
+    main()

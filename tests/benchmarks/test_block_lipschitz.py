@@ -1,0 +1,73 @@
+"""benchmarks/block_lipschitz.py: which units it picks, and the table and figure it writes."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+from testing import REPO_ROOT
+
+
+def _script():
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    path = os.path.join(REPO_ROOT, "benchmarks", "block_lipschitz.py")
+    spec = importlib.util.spec_from_file_location("block_lipschitz", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _summary(median):
+    return {"per_example": [median], "mean": median, "median": median, "max": median}
+
+
+def _unit(out, penalty, seed, block_values, lipschitz=True):
+    directory = os.path.join(out, f"lambda={penalty:g}_seed={seed}")
+    os.makedirs(directory)
+    state = {"config": {"penalty": penalty, "seed": seed}}
+    if lipschitz:
+        state["lipschitz"] = {"model": {"median": 0.5}}
+    json.dump(state, open(os.path.join(directory, "state.json"), "w"))
+    return directory
+
+
+def _blocks(directory, penalty, seed, values):
+    names = ("stream_rms",) + _script().MAPS
+    report = {
+        "penalty": penalty,
+        "seed": seed,
+        "model_median": 0.5,
+        "blocks": {
+            f"encoder_block_{i}": {name: _summary(v) for name in names}
+            for i, v in enumerate(values)
+        },
+    }
+    json.dump(report, open(os.path.join(directory, "blocks.json"), "w"))
+
+
+def test_only_units_past_their_lipschitz_stage_are_estimated(tmp_path):
+    script = _script()
+    out = str(tmp_path)
+    ready = _unit(out, 0.0, 0, None)
+    _unit(out, 0.0, 1, None, lipschitz=False)  # still training
+    assert script.ready_units(out) == [ready]
+
+
+def test_table_averages_seeds_and_multiplies_blocks(tmp_path):
+    script = _script()
+    out = str(tmp_path)
+    for seed, values in enumerate([(2.0, 3.0), (4.0, 5.0)]):
+        _blocks(_unit(out, 0.1, seed, None), 0.1, seed, values)
+    assets = str(tmp_path / "assets")
+    script.main(["--out", out, "--summarize", "--assets", assets])
+    text = script.table(script.collect(out))
+    assert "| encoder_block_0 | 3.000 |" in text  # mean of 2 and 4
+    assert "| encoder_block_1 | 4.000 |" in text  # mean of 3 and 5
+    assert "product of the block medians: 13.000" in text  # (6 + 20) / 2
+    assert os.path.exists(os.path.join(assets, "at_sweep_block_lipschitz.png"))
+
+
+def test_a_missing_sweep_folder_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--out", str(tmp_path / "nowhere")])
