@@ -464,8 +464,8 @@ def unit_metrics(state, epoch=None):
     metrics = {}
     if state.get("epochs"):
         last = state["epochs"][-1] if epoch is None else state["epochs"][epoch - 1]
-        metrics["held-out clean (last epoch)"] = last["heldout_clean"]
-        metrics["held-out PGD-10 (last epoch)"] = last["heldout_robust"]
+        metrics["held-out clean"] = last["heldout_clean"]
+        metrics["held-out PGD-10"] = last["heldout_robust"]
         metrics["mean sigma_max"] = last["mean_sigma_max"]
     if "eval" in state:
         acc = state["eval"]["accuracy"]
@@ -496,6 +496,39 @@ def unit_metrics(state, epoch=None):
     return metrics
 
 
+def common_epoch(states):
+    """The last epoch (1-based) every unit in ``states`` has finished, or None."""
+    done = [len(s.get("epochs", [])) for s in states]
+    return min(done) if done and min(done) else None
+
+
+def unit_rows(by_lambda, columns, percent):
+    """Markdown lines: one row per unit, held-out columns at its own last epoch."""
+    lines = [
+        "",
+        "Per unit (held-out columns at the unit's own last epoch):",
+        "",
+        "| lambda | seed | " + " | ".join(columns) + " | epochs done |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
+    for lam in sorted(by_lambda):
+        for seed, state in sorted(by_lambda[lam].items()):
+            m = unit_metrics(state)
+            cells = [
+                "–"
+                if col not in m
+                else f"{100 * m[col]:.1f}"
+                if percent(col)
+                else f"{m[col]:.3f}"
+                for col in columns
+            ]
+            lines.append(
+                f"| {lam:g} | {seed} | " + " | ".join(cells)
+                + f" | {state.get('epochs_done', 0)} |"
+            )  # fmt: skip
+    return lines
+
+
 def load_states(out):
     from specformer_keras.utils.io import read_json
 
@@ -521,8 +554,13 @@ def summarize(out, assets=None):
         by_lambda.setdefault(state["config"]["penalty"], {})[
             state["config"]["seed"]
         ] = state
+    # Held-out columns of one lambda are read at the last epoch all its seeds have
+    # finished, so a unit still training never averages with finished ones.
     metrics = {
-        lam: {seed: unit_metrics(s) for seed, s in units.items()}
+        lam: {
+            seed: unit_metrics(s, common_epoch(units.values()))
+            for seed, s in units.items()
+        }
         for lam, units in by_lambda.items()
     }
     columns = []
@@ -539,8 +577,9 @@ def summarize(out, assets=None):
         f"{config['train_size']} training images, {config['epochs']} epochs planned, "
         f"train eps {config['train_eps']:g}/255 with {config['attack_steps']} steps, "
         f"eval eps {config['eval_eps']:g}/255. Cells: mean ± 95% t-interval half-width over "
-        "seeds (n = seeds); accuracies in %. Units still training show their last "
-        "finished epoch (epochs done in the last column).",
+        "seeds (n = seeds); accuracies in %. Held-out columns are read at the last epoch "
+        "that every seed of the lambda has finished (epochs done per seed in the last "
+        "column; per-unit values at each unit's own last epoch follow the tables).",
         "",
         "| lambda | " + " | ".join(columns) + " | epochs done |",
         "|---" * (len(columns) + 2) + "|",
@@ -595,6 +634,7 @@ def summarize(out, assets=None):
                     sweep_common.format_interval(diffs, scale, 1 if percent(col) else 3)
                 )
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+    lines += unit_rows(by_lambda, columns, percent)
     table = "\n".join(lines)
     atomic_write_text(os.path.join(out, "summary.md"), table + "\n")
     print(table)

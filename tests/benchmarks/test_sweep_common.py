@@ -177,6 +177,34 @@ def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
     assert os.listdir(tmp_path / "assets" / "new")
 
 
+def test_a_seed_still_training_is_averaged_at_the_common_epoch(tmp_path):
+    # Seed 0 finished (epoch 2: 30%), seed 1 at epoch 1 (12%): the per-lambda mean is
+    # taken at epoch 1 for both (10% and 12%), never 30% mixed with 12%.
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "sweep")
+    for seed in (0, 1):
+        _write_unit(out, 0.0, seed, clean=0.4, pgd=0.2)
+    path = os.path.join(out, "lambda=0_seed=0", "state.json")
+    done = json.load(open(path))
+    done["epochs"][0]["heldout_robust"] = 0.10
+    done["epochs"][1]["heldout_robust"] = 0.30
+    json.dump(done, open(path, "w"))
+    path = os.path.join(out, "lambda=0_seed=1", "state.json")
+    running = json.load(open(path))
+    running["epochs"] = running["epochs"][:1]
+    running["epochs"][0]["heldout_robust"] = 0.12
+    running["epochs_done"] = 1
+    json.dump(running, open(path, "w"))
+    sweep.summarize(out)
+    text = open(os.path.join(out, "summary.md")).read()
+    row = [line for line in text.splitlines() if line.startswith("| 0 |")][0]
+    mean, half = sweep_common.t_interval([10.0, 12.0])
+    assert row.split(" | ")[2] == f"{mean:.1f} ± {half:.1f} (n=2)"
+    per_unit = text.split("Per unit")[1]
+    assert "| 0 | 0 | 40.0 | 30.0 |" in per_unit
+    assert "| 0 | 1 | 40.0 | 12.0 |" in per_unit
+
+
 def _write_pilot_unit(out, penalty, clean, sigma, epochs_done=3):
     directory = os.path.join(out, f"lambda={penalty:g}_seed=0")
     os.makedirs(directory)
