@@ -16,14 +16,27 @@ same command to continue):
 2. ``lipschitz``: local Lipschitz estimates (whole model and every attention
    layer, with the bound from docs/theory.md) on class-balanced test images
    (`specformer_keras.diagnostics.lipschitz_report`).
-3. ``eval``: clean, PGD-20 and CW-20 at eps 8/255 on ``--test_size``
+3. ``blocks``: the same estimate for every sub-layer of every encoder block
+   (`specformer_keras.diagnostics.block_lipschitz_report`), at the same images.
+4. ``eval``: clean, PGD-20 and CW-20 at eps 8/255 on ``--test_size``
    class-balanced test images (`evaluate_robustness`, the evaluation suite's
    attacks, unchanged).
-4. ``autoattack``: AutoAttack (standard) on ``--autoattack_size`` class-balanced
+5. ``autoattack``: AutoAttack (standard) on ``--autoattack_size`` class-balanced
    test images, in balanced chunks of ``--autoattack_chunk`` saved one by one.
 
 ``result.json`` is written (atomically) when all stages are done. Units run
 sequentially, one process at a time (a lock refuses a second process).
+
+Every unit records the git commit of the code it runs (``state["code"]``) and a
+resume with other code is refused, so the units of a pairing share one version
+of the library. ``--record=DIR`` also copies each finished unit's result
+(everything but its checkpoint) to ``DIR/lambda=<l>_seed=<s>.json``; a unit in
+the record counts as finished, and the summary reads the record together with
+``--out``. The record is small and lives in the repository
+(``benchmarks/results/at_sweep``), so finished units outlive the machine that
+ran them; checkpoints of a unit still training do not. Run the sweep from a
+worktree of one fixed commit so that a later session continues with the same
+code (``git worktree add ../sweep-code <commit>``).
 
 Pilot (chooses the non-zero lambdas; no robust accuracy is used for the choice):
 
@@ -34,11 +47,13 @@ Pilot (chooses the non-zero lambdas; no robust accuracy is used for the choice):
 Sweep (resume = the same command):
 
     KERAS_BACKEND=jax nice -n 19 python benchmarks/adversarial_sweep.py \
-        --out=runs/at_sweep --pilot=runs/at_pilot --seeds=0,1,2 --epochs=30
+        --out=runs/at_sweep --pilot=runs/at_pilot --seeds=0,1,2 --epochs=30 \
+        --record=benchmarks/results/at_sweep
 
 Summary (tables with 95% t-intervals over seeds, paired differences, figures):
 
-    python benchmarks/adversarial_sweep.py --out=runs/at_sweep --summarize
+    python benchmarks/adversarial_sweep.py --out=runs/at_sweep --summarize \
+        --record=benchmarks/results/at_sweep
 """
 
 import argparse
@@ -49,7 +64,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep_common  # noqa: E402
 
-STAGES = ("train", "lipschitz", "eval", "autoattack")
+STAGES = ("train", "lipschitz", "blocks", "eval", "autoattack")
 # Everything that defines a unit's computation; a resume with other values is refused.
 DEFAULTS = dict(
     preset="vit_micro_patch4_32",
@@ -85,6 +100,10 @@ def parse_args(argv=None):
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--summarize", action="store_true", help="only summarize")
     parser.add_argument("--assets", default=None, help="also copy figures here")
+    parser.add_argument(
+        "--record", default=None,
+        help="copy each finished unit's result here (a folder kept in the repository)",
+    )  # fmt: skip
     parser.add_argument(
         "--pilot", default=None,
         help="take the lambdas from this finished pilot (rule in PILOT_* constants)",
@@ -175,8 +194,44 @@ def unit_config(args, penalty, seed):
     return config
 
 
+def unit_name(penalty, seed):
+    return f"lambda={penalty:g}_seed={seed}"
+
+
 def unit_dir(out, penalty, seed):
-    return os.path.join(out, f"lambda={penalty:g}_seed={seed}")
+    return os.path.join(out, unit_name(penalty, seed))
+
+
+def record_path(record, penalty, seed):
+    return os.path.join(record, unit_name(penalty, seed) + ".json")
+
+
+def code_version(path=None):
+    """``{"commit", "dirty"}`` of the git checkout holding ``path`` (this script).
+
+    ``dirty`` is True when tracked files differ from the commit, so a unit run from
+    an edited tree is never taken for one run from the commit itself. None outside git.
+    """
+    import subprocess
+
+    where = os.path.dirname(os.path.abspath(path or __file__))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()  # fmt: skip
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "dirty": bool(changes)}
+
+
+def recorded_result(state):
+    """What ``--record`` keeps of a finished unit: all but the resume-only fields."""
+    return {k: v for k, v in state.items() if k != "seed_states"}
 
 
 # === Data (the same for every unit; class-balanced everywhere) ===
@@ -350,6 +405,17 @@ def stage_lipschitz(config, data, model):
     return report
 
 
+def stage_blocks(config, data, model):
+    from specformer_keras.diagnostics import block_lipschitz_report
+
+    x, _ = _float32(data["test"])
+    return block_lipschitz_report(
+        model, x[: config["lipschitz_size"]],
+        iterations=config["lipschitz_iterations"], seed=config["seed"],
+        batch_size=50,
+    )  # fmt: skip
+
+
 def stage_eval(config, data, model):
     from specformer_keras.evaluation import evaluate_robustness
 
@@ -378,10 +444,17 @@ def run_unit(args, penalty, seed, data_cache):
 
     directory = unit_dir(args.out, penalty, seed)
     result_path = os.path.join(directory, "result.json")
+    recorded = args.record and os.path.exists(record_path(args.record, penalty, seed))
+    if recorded:
+        print(f"skip {unit_name(penalty, seed)} (recorded in {args.record})")
+        return
     if os.path.exists(result_path):
         print(f"skip {directory} (finished)")
+        if args.record:
+            save_record(args.record, read_json(result_path))
         return
     config = unit_config(args, penalty, seed)
+    code = code_version()
     with sweep_common.UnitLock(directory):
         state_path = os.path.join(directory, "state.json")
         if os.path.exists(state_path):
@@ -396,9 +469,19 @@ def run_unit(args, penalty, seed, data_cache):
                     f"{directory} was started with other settings (saved, now): "
                     f"{changed}. Use another --out or the saved settings."
                 )
+            if state.get("code") != code:
+                raise SystemExit(
+                    f"{directory} was started with other code (saved: "
+                    f"{state.get('code')}, now: {code}). Resume from that commit "
+                    "(git worktree add <dir> <commit>) so the pairing holds, or use "
+                    "another --out."
+                )
         else:
-            state = {"config": config, "started": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                              time.gmtime())}  # fmt: skip
+            state = {
+                "config": config,
+                "code": code,
+                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            }
         if "data" not in data_cache:
             data_cache["data"] = build_data(config, args.archive)
         data = data_cache["data"]
@@ -430,6 +513,12 @@ def run_unit(args, penalty, seed, data_cache):
             state["lipschitz"]["seconds"] = time.time() - start
             save()
             print(f"  lipschitz done in {time.time() - start:.0f}s", flush=True)
+        if "blocks" in args.stages and "blocks" not in state:
+            start = time.time()
+            state["blocks"] = stage_blocks(config, data, model)
+            state["blocks"]["seconds"] = time.time() - start
+            save()
+            print(f"  blocks done in {time.time() - start:.0f}s", flush=True)
         if "eval" in args.stages and "eval" not in state:
             state["eval"] = stage_eval(config, data, model)
             save()
@@ -445,13 +534,25 @@ def run_unit(args, penalty, seed, data_cache):
                     f"  autoattack chunk {chunk}: {chunks[-1]['accuracy']}", flush=True
                 )
         if (
-            all(s in state for s in ("lipschitz", "eval"))
+            all(s in state for s in ("lipschitz", "blocks", "eval"))
             and len(state.get("autoattack_chunks", [])) * config["autoattack_chunk"]
             == config["autoattack_size"]
         ):
             state["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             atomic_write_json(result_path, state)
             print(f"  finished: {result_path}", flush=True)
+            if args.record:
+                save_record(args.record, state)
+
+
+def save_record(record, state):
+    from specformer_keras.utils.io import atomic_write_json
+
+    config = state["config"]
+    path = record_path(record, config["penalty"], config["seed"])
+    os.makedirs(record, exist_ok=True)
+    atomic_write_json(path, recorded_result(state))
+    print(f"  recorded: {path}", flush=True)
 
 
 # === Summary ===
@@ -529,25 +630,54 @@ def unit_rows(by_lambda, columns, percent):
     return lines
 
 
-def load_states(out):
+def load_states(out, record=None):
+    """Unit states of ``out``, plus finished units of ``record`` (which take precedence:
+    a recorded unit is finished, a unit folder may hold an unfinished rerun)."""
     from specformer_keras.utils.io import read_json
 
-    states = []
-    if not os.path.isdir(out):
-        return states
-    for name in sorted(os.listdir(out)):
-        path = os.path.join(out, name, "state.json")
-        if name.startswith("lambda=") and os.path.exists(path):
-            states.append(read_json(path))
-    return states
+    units = {}
+    if record and os.path.isdir(record):
+        for name in sorted(os.listdir(record)):
+            if name.startswith("lambda=") and name.endswith(".json"):
+                units[name[: -len(".json")]] = read_json(os.path.join(record, name))
+    if os.path.isdir(out):
+        for name in sorted(os.listdir(out)):
+            path = os.path.join(out, name, "state.json")
+            if (
+                name.startswith("lambda=")
+                and name not in units
+                and os.path.exists(path)
+            ):
+                units[name] = read_json(path)
+    return [units[name] for name in sorted(units)]
 
 
-def summarize(out, assets=None):
+def code_line(states):
+    """One sentence naming the code the units ran (several commits break the pairing)."""
+    versions = {}
+    for state in states:
+        code = state.get("code")
+        key = (
+            "unknown"
+            if not code
+            else code["commit"][:10]
+            + (" (with uncommitted changes)" if code["dirty"] else "")
+        )
+        versions.setdefault(key, []).append(
+            unit_name(state["config"]["penalty"], state["config"]["seed"])
+        )
+    if len(versions) == 1:
+        return f"All units ran code {next(iter(versions))}."
+    parts = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(versions.items()))
+    return f"**The units ran different code, so the pairing is broken:** {parts}."
+
+
+def summarize(out, assets=None, record=None):
     from specformer_keras.utils.io import atomic_write_text
 
-    states = load_states(out)
+    states = load_states(out, record)
     if not states:
-        print(f"No units in {out}")
+        print(f"No units in {out}" + (f" or {record}" if record else ""))
         return None
     by_lambda = {}
     for state in states:
@@ -579,7 +709,8 @@ def summarize(out, assets=None):
         f"eval eps {config['eval_eps']:g}/255. Cells: mean ± 95% t-interval half-width over "
         "seeds (n = seeds); accuracies in %. Held-out columns are read at the last epoch "
         "that every seed of the lambda has finished (epochs done per seed in the last "
-        "column; per-unit values at each unit's own last epoch follow the tables).",
+        "column; per-unit values at each unit's own last epoch follow the tables). "
+        + code_line(states),
         "",
         "| lambda | " + " | ".join(columns) + " | epochs done |",
         "|---" * (len(columns) + 2) + "|",
@@ -636,6 +767,7 @@ def summarize(out, assets=None):
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     lines += unit_rows(by_lambda, columns, percent)
     table = "\n".join(lines)
+    os.makedirs(out, exist_ok=True)
     atomic_write_text(os.path.join(out, "summary.md"), table + "\n")
     print(table)
     figures = [plot_curves(by_lambda, os.path.join(out, "heldout_pgd_per_epoch.png"))]
@@ -730,7 +862,7 @@ def main(argv=None):
             else:
                 continue
             break
-    summarize(args.out, args.assets)
+    summarize(args.out, args.assets, args.record)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Which sub-layer carries the input sensitivity of the PGD-AT sweep's models?
 
-For every unit of `benchmarks/adversarial_sweep.py` whose Lipschitz stage is
-done, estimates the local Lipschitz constant of each encoder block's
+The sweep's own ``blocks`` stage now estimates this for every unit it trains
+(kept in its state and ``--record``); this script reads those, and for units of
+an older sweep that lack the stage, estimates the local Lipschitz constant of each encoder block's
 sub-layers (`specformer_keras.diagnostics.block_lipschitz_report`: both
 LayerNorms, the attention branch and sub-layer, the MLP alone, its branch and
 sub-layer, the whole block, and the residual stream's RMS) at the same
@@ -11,7 +12,7 @@ file has every map is skipped, so the script resumes). Then prints one table per
 over seeds) and draws ``block_lipschitz.png`` (and a copy in ``--assets``).
 
     KERAS_BACKEND=jax python benchmarks/block_lipschitz.py --out=runs/at_sweep \
-        --assets=docs/assets
+        --record=benchmarks/results/at_sweep --assets=docs/assets
 
 Read-only on the sweep's own files, so it may run while the sweep trains the
 next unit.
@@ -41,39 +42,37 @@ def parse_args(argv=None):
     parser.add_argument(
         "--archive", default=adversarial_sweep.sweep_common.DEFAULT_ARCHIVE
     )
+    parser.add_argument("--record", default=None, help="the sweep's --record folder")
     parser.add_argument("--assets", default=None, help="also copy the figure here")
     parser.add_argument("--summarize", action="store_true", help="no new estimates")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.out):
+    if not os.path.isdir(args.out) and not (args.record and os.path.isdir(args.record)):
         parser.error(
-            f"--out must be an existing sweep folder. Received: --out={args.out}"
+            "--out (or --record) must be an existing sweep folder. Received: "
+            f"--out={args.out} --record={args.record}"
         )
     return args
 
 
 def ready_units(out):
-    """Unit folders whose sweep state has the Lipschitz stage (so training is done)."""
+    """Unit folders past the Lipschitz stage (so trained) without a ``blocks`` stage."""
     units = []
     for directory in sorted(glob.glob(os.path.join(out, "lambda=*_seed=*"))):
         path = os.path.join(directory, "state.json")
-        if os.path.exists(path) and "lipschitz" in read_json(path):
-            units.append(directory)
+        if os.path.exists(path):
+            state = read_json(path)
+            if "lipschitz" in state and "blocks" not in state:
+                units.append(directory)
     return units
 
 
 def estimate_unit(directory, data_cache, archive):
-    from specformer_keras.diagnostics import block_lipschitz_report
-
     state = read_json(os.path.join(directory, "state.json"))
     config = state["config"]
     if "data" not in data_cache:
         data_cache["data"] = adversarial_sweep.build_data(config, archive)
-    x = data_cache["data"]["test"][0][: config["lipschitz_size"]].astype("float32")
     model = adversarial_sweep.load_model(directory)
-    report = block_lipschitz_report(
-        model, x, iterations=config["lipschitz_iterations"], seed=config["seed"],
-        batch_size=50,
-    )  # fmt: skip
+    report = adversarial_sweep.stage_blocks(config, data_cache["data"], model)
     report["penalty"] = config["penalty"]
     report["seed"] = config["seed"]
     report["model_median"] = state["lipschitz"]["model"]["median"]
@@ -85,12 +84,22 @@ def is_current(report):
     return all(set(COLUMNS) <= set(block) for block in report["blocks"].values())
 
 
-def collect(out):
-    """``{lambda: [blocks.json report, ...]}`` over the units that have one."""
-    by_lambda = {}
+def collect(out, record=None):
+    """``{lambda: [report, ...]}``: the sweep's ``blocks`` stage where a unit has one
+    (in ``out`` or the record), else the unit's ``blocks.json`` from this script."""
+    by_lambda, seen = {}, set()
+    for state in adversarial_sweep.load_states(out, record):
+        if "blocks" in state:
+            config = state["config"]
+            report = dict(state["blocks"], penalty=config["penalty"])
+            report.update(seed=config["seed"])
+            report["model_median"] = state["lipschitz"]["model"]["median"]
+            by_lambda.setdefault(report["penalty"], []).append(report)
+            seen.add((report["penalty"], report["seed"]))
     for path in sorted(glob.glob(os.path.join(out, "lambda=*_seed=*", "blocks.json"))):
         report = read_json(path)
-        by_lambda.setdefault(report["penalty"], []).append(report)
+        if (report["penalty"], report["seed"]) not in seen:
+            by_lambda.setdefault(report["penalty"], []).append(report)
     return dict(sorted(by_lambda.items()))
 
 
@@ -177,10 +186,11 @@ def main(argv=None):
             atomic_write_json(
                 target, estimate_unit(directory, data_cache, args.archive)
             )
-    by_lambda = collect(args.out)
+    by_lambda = collect(args.out, args.record)
     if not by_lambda:
-        raise SystemExit(f"No unit in {args.out} has blocks.json yet.")
+        raise SystemExit(f"No unit in {args.out} has block estimates yet.")
     print(table(by_lambda))
+    os.makedirs(args.out, exist_ok=True)
     figure = plot(by_lambda, os.path.join(args.out, "block_lipschitz.png"))
     if args.assets:
         os.makedirs(args.assets, exist_ok=True)

@@ -238,3 +238,60 @@ def test_pilot_rule_refuses_an_unfinished_pilot(tmp_path):
     _write_pilot_unit(out, 0.01, clean=0.28, sigma=1.20)
     with pytest.raises(SystemExit, match="not finished"):
         sweep.choose_lambdas(out)
+
+
+def test_a_recorded_unit_is_finished_and_read_with_the_run_folder(tmp_path):
+    # The record (kept in the repository) outlives the run folder: a recorded unit is
+    # skipped, summarized, and wins over an unfinished rerun of the same unit.
+    sweep = _load("adversarial_sweep")
+    out, record = str(tmp_path / "runs"), str(tmp_path / "record")
+    _write_unit(out, 0.0, 0, clean=0.4, pgd=0.30)  # an unfinished rerun in runs/
+    _write_unit(str(tmp_path / "old"), 0.0, 0, clean=0.4, pgd=0.20)
+    finished = json.load(open(tmp_path / "old" / "lambda=0_seed=0" / "state.json"))
+    finished["seed_states"] = [[1, 2]]
+    sweep.save_record(record, finished)
+    saved = json.load(open(os.path.join(record, "lambda=0_seed=0.json")))
+    assert "seed_states" not in saved and saved["config"] == finished["config"]
+    _write_unit(out, 0.01, 0, clean=0.4, pgd=0.25)  # only in runs/
+    states = sweep.load_states(out, record)
+    found = {s["config"]["penalty"]: s["epochs"][-1]["heldout_robust"] for s in states}
+    assert found == {0.0: 0.20, 0.01: 0.25}
+    args = sweep.parse_args([f"--out={out}", f"--record={record}", "--lambdas=0"])
+    assert sweep.run_unit(args, 0.0, 0, {}) is None  # skipped before any data is read
+    sweep.summarize(str(tmp_path / "summary"), record=record)
+    text = open(tmp_path / "summary" / "summary.md").read()
+    assert "| 0 | 0 | 40.0 | 20.0 |" in text.split("Per unit")[1]
+
+
+def test_a_unit_started_with_other_code_is_not_resumed(tmp_path):
+    sweep = _load("adversarial_sweep")
+    out = str(tmp_path / "runs")
+    args = sweep.parse_args([f"--out={out}", "--lambdas=0", "--seeds=0"])
+    directory = sweep.unit_dir(out, 0.0, 0)
+    os.makedirs(directory)
+    state = {
+        "config": sweep.unit_config(args, 0.0, 0),
+        "code": {"commit": "0" * 40, "dirty": False},
+    }
+    json.dump(state, open(os.path.join(directory, "state.json"), "w"))
+    with pytest.raises(SystemExit, match="other code"):
+        sweep.run_unit(args, 0.0, 0, {})
+
+
+def test_the_summary_says_when_units_ran_different_code(tmp_path):
+    sweep = _load("adversarial_sweep")
+    states = [
+        {
+            "config": {"penalty": 0.0, "seed": 0},
+            "code": {"commit": "a" * 40, "dirty": False},
+        },
+        {
+            "config": {"penalty": 0.1, "seed": 0},
+            "code": {"commit": "b" * 40, "dirty": True},
+        },
+    ]
+    line = sweep.code_line(states)
+    assert (
+        "pairing is broken" in line and "bbbbbbbbbb (with uncommitted changes)" in line
+    )
+    assert sweep.code_line(states[:1]) == "All units ran code aaaaaaaaaa."
