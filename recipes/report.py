@@ -73,6 +73,10 @@ def evaluate(config, classifier, evaluation, paths):
             list(config.curve_eps),
             attack=config.curve_attack,
             plot_path=paths["eps_png"],
+            batch_size=config.eval_batch_size,
+            seed=config.seed,
+            # Per-(eps, batch) results: a killed run resumes its curve too.
+            output_dir=os.path.join(config.output_dir, "evaluation_curve"),
         )
     except robustness.PreflightError as error:
         raise RecipeError(

@@ -281,9 +281,12 @@ def test_kill_and_resume(image_folder, tmp_path):
     _check_run_outputs(out, epochs=4, num_classes=4)
 
     # Killed during the final evaluation (trained.json, no results.json): the
-    # rerun evaluates the final model without training.
+    # rerun evaluates the final model without training, from the saved batches.
     with open(os.path.join(out, "training_log.csv")) as f:
         log_before = f.read()
+    with open(os.path.join(out, "results.json")) as f:
+        first = json.load(f)
+    assert os.listdir(os.path.join(out, "evaluation_curve"))
     os.remove(os.path.join(out, "results.json"))
     evaluated = _run("cifar10_adv.py", args)
     assert evaluated.returncode == 0, (
@@ -292,7 +295,9 @@ def test_kill_and_resume(image_folder, tmp_path):
     assert "evaluate run" in evaluated.stdout and "Epoch" not in evaluated.stdout
     with open(os.path.join(out, "training_log.csv")) as f:
         assert f.read() == log_before
-    _check_run_outputs(out, epochs=4, num_classes=4)
+    again_results = _check_run_outputs(out, epochs=4, num_classes=4)
+    for key in ("robustness", "robustness_curve"):
+        assert again_results[key]["accuracy"] == first[key]["accuracy"], key
 
     # A finished run is never overwritten silently; --overwrite starts afresh.
     again = _run("cifar10_adv.py", args)
