@@ -31,7 +31,7 @@ def curve_task(output_dir=None, initialize=False, **overrides):
 
     if initialize:
         distributed.initialize()
-    # Layer names as in a fresh process: the weights' fingerprint includes them.
+    # Layer names as in a fresh process (the fingerprint ignores their numbering).
     keras.backend.clear_session()
     x, y = toy_data(n=POINTS, seed=7)
     arguments = {**CURVE, "output_dir": output_dir, **overrides}

@@ -214,6 +214,14 @@ def test_resume_reads_finished_batches_and_refuses_other_settings(tmp_path):
             verbose=False,
             **EVAL,
         )
+    # The same model built again (Keras numbers its layers anew) resumes the folder.
+    rebuilt = template_classifier()
+    assert rebuilt.layers[-1].name != model.layers[-1].name
+    assert strip(
+        evaluate_robustness(
+            rebuilt, (x, y), batch_size=4, output_dir=folder, verbose=False, **EVAL
+        )
+    ) == strip(first)
     other = template_classifier()
     other.layers[-1].bias.assign(other.layers[-1].bias + 1.0)
     with pytest.raises(ValueError, match="model.sha256"):

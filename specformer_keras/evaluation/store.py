@@ -129,8 +129,18 @@ def data_settings(source):
     }
 
 
+def _structural_name(path):
+    """A variable path without Keras' automatic numbering: ``dense_3/kernel`` ->
+    ``dense/kernel``, so that a model built again (new layer names) matches."""
+    return "/".join(re.sub(r"_\d+$", "", part) for part in str(path).split("/"))
+
+
 def model_fingerprint(model):
     """``{"class", "parameters", "sha256"}`` of a model's weights (names, shapes, values).
+
+    The names enter without Keras' automatic numbering (``dense_3`` counts as
+    ``dense``; the weights' order still tells the layers apart), so the same
+    model built twice in one process, e.g. in a notebook, has one fingerprint.
 
     Example:
 
@@ -140,13 +150,18 @@ def model_fingerprint(model):
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     assert model_fingerprint(model)["parameters"] == 8
+    again = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])  # dense_1
+    again.set_weights(model.get_weights())
+    assert model_fingerprint(again) == model_fingerprint(model)
     ```
     """
     digest = hashlib.sha256()
     parameters = 0
     for variable in getattr(model, "weights", []):
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
-        name = getattr(variable, "path", None) or getattr(variable, "name", "")
+        name = _structural_name(
+            getattr(variable, "path", None) or getattr(variable, "name", "")
+        )
         digest.update(f"{name}|{value.shape}|{value.dtype}|".encode())
         digest.update(value.tobytes())
         parameters += int(value.size)
