@@ -50,7 +50,8 @@ Sweep (resume = the same command):
         --out=runs/at_sweep --pilot=runs/at_pilot --seeds=0,1,2 --epochs=30 \
         --record=benchmarks/results/at_sweep
 
-Summary (tables with 95% t-intervals over seeds, paired differences, figures):
+Summary (tables with 95% t-intervals over seeds, paired differences, figures;
+written by `at_sweep_results.py`):
 
     python benchmarks/adversarial_sweep.py --out=runs/at_sweep --summarize \
         --record=benchmarks/results/at_sweep
@@ -63,6 +64,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep_common  # noqa: E402
+from at_sweep_results import (  # noqa: E402
+    load_states,
+    record_path,
+    summarize,
+    unit_dir,
+    unit_name,
+)
 
 STAGES = ("train", "lipschitz", "blocks", "eval", "autoattack")
 # Everything that defines a unit's computation; a resume with other values is refused.
@@ -192,18 +200,6 @@ def unit_config(args, penalty, seed):
     config = {key: getattr(args, key) for key in DEFAULTS}
     config.update(penalty=penalty, seed=seed)
     return config
-
-
-def unit_name(penalty, seed):
-    return f"lambda={penalty:g}_seed={seed}"
-
-
-def unit_dir(out, penalty, seed):
-    return os.path.join(out, unit_name(penalty, seed))
-
-
-def record_path(record, penalty, seed):
-    return os.path.join(record, unit_name(penalty, seed) + ".json")
 
 
 def code_version(path=None):
@@ -553,284 +549,6 @@ def save_record(record, state):
     os.makedirs(record, exist_ok=True)
     atomic_write_json(path, recorded_result(state))
     print(f"  recorded: {path}", flush=True)
-
-
-# === Summary ===
-def unit_metrics(state, epoch=None):
-    """Flat {metric: value} of one unit, with whatever stages exist.
-
-    The held-out columns are read at ``epoch`` (1-based; default: the last finished
-    one), so that a paired difference compares two units at the same epoch.
-    """
-    metrics = {}
-    if state.get("epochs"):
-        last = state["epochs"][-1] if epoch is None else state["epochs"][epoch - 1]
-        metrics["held-out clean"] = last["heldout_clean"]
-        metrics["held-out PGD-10"] = last["heldout_robust"]
-        metrics["mean sigma_max"] = last["mean_sigma_max"]
-    if "eval" in state:
-        acc = state["eval"]["accuracy"]
-        n = state["eval"]["n"]
-        metrics[f"clean (n={n})"] = acc["clean"]
-        metrics[f"PGD-20 (n={n})"] = acc["pgd20"]
-        metrics[f"CW-20 (n={n})"] = acc["cw20"]
-    chunks = state.get("autoattack_chunks") or []
-    if (
-        chunks
-        and len(chunks) * state["config"]["autoattack_chunk"]
-        == state["config"]["autoattack_size"]
-    ):
-        n = sum(c["n"] for c in chunks)
-        metrics[f"AutoAttack (n={n})"] = (
-            sum(c["accuracy"]["autoattack"] * c["n"] for c in chunks) / n
-        )
-    if "lipschitz" in state:
-        lip = state["lipschitz"]
-        metrics["L model (median)"] = lip["model"]["median"]
-        layers = list(lip["attention"])
-        metrics["L attention (median, mean over layers)"] = sum(
-            lip["attention"][k]["estimate"]["median"] for k in layers
-        ) / len(layers)
-        metrics["bound attention (median, mean over layers)"] = sum(
-            lip["attention"][k]["bound"]["median"] for k in layers
-        ) / len(layers)
-    return metrics
-
-
-def common_epoch(states):
-    """The last epoch (1-based) every unit in ``states`` has finished, or None."""
-    done = [len(s.get("epochs", [])) for s in states]
-    return min(done) if done and min(done) else None
-
-
-def unit_rows(by_lambda, columns, percent):
-    """Markdown lines: one row per unit, held-out columns at its own last epoch."""
-    lines = [
-        "",
-        "Per unit (held-out columns at the unit's own last epoch):",
-        "",
-        "| lambda | seed | " + " | ".join(columns) + " | epochs done |",
-        "|---" * (len(columns) + 3) + "|",
-    ]
-    for lam in sorted(by_lambda):
-        for seed, state in sorted(by_lambda[lam].items()):
-            m = unit_metrics(state)
-            cells = [
-                "–"
-                if col not in m
-                else f"{100 * m[col]:.1f}"
-                if percent(col)
-                else f"{m[col]:.3f}"
-                for col in columns
-            ]
-            lines.append(
-                f"| {lam:g} | {seed} | " + " | ".join(cells)
-                + f" | {state.get('epochs_done', 0)} |"
-            )  # fmt: skip
-    return lines
-
-
-def load_states(out, record=None):
-    """Unit states of ``out``, plus finished units of ``record`` (which take precedence:
-    a recorded unit is finished, a unit folder may hold an unfinished rerun)."""
-    from specformer_keras.utils.io import read_json
-
-    units = {}
-    if record and os.path.isdir(record):
-        for name in sorted(os.listdir(record)):
-            if name.startswith("lambda=") and name.endswith(".json"):
-                units[name[: -len(".json")]] = read_json(os.path.join(record, name))
-    if os.path.isdir(out):
-        for name in sorted(os.listdir(out)):
-            path = os.path.join(out, name, "state.json")
-            if (
-                name.startswith("lambda=")
-                and name not in units
-                and os.path.exists(path)
-            ):
-                units[name] = read_json(path)
-    return [units[name] for name in sorted(units)]
-
-
-def code_line(states):
-    """One sentence naming the code the units ran (several commits break the pairing)."""
-    versions = {}
-    for state in states:
-        code = state.get("code")
-        key = (
-            "unknown"
-            if not code
-            else code["commit"][:10]
-            + (" (with uncommitted changes)" if code["dirty"] else "")
-        )
-        versions.setdefault(key, []).append(
-            unit_name(state["config"]["penalty"], state["config"]["seed"])
-        )
-    if len(versions) == 1:
-        return f"All units ran code {next(iter(versions))}."
-    parts = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(versions.items()))
-    return f"**The units ran different code, so the pairing is broken:** {parts}."
-
-
-def summarize(out, assets=None, record=None):
-    from specformer_keras.utils.io import atomic_write_text
-
-    states = load_states(out, record)
-    if not states:
-        print(f"No units in {out}" + (f" or {record}" if record else ""))
-        return None
-    by_lambda = {}
-    for state in states:
-        by_lambda.setdefault(state["config"]["penalty"], {})[
-            state["config"]["seed"]
-        ] = state
-    # Held-out columns of one lambda are read at the last epoch all its seeds have
-    # finished, so a unit still training never averages with finished ones.
-    metrics = {
-        lam: {
-            seed: unit_metrics(s, common_epoch(units.values()))
-            for seed, s in units.items()
-        }
-        for lam, units in by_lambda.items()
-    }
-    columns = []
-    for per_seed in metrics.values():
-        for m in per_seed.values():
-            columns += [c for c in m if c not in columns]
-
-    def percent(column):
-        return not (column.startswith(("L ", "bound")) or "sigma" in column)
-
-    config = states[0]["config"]
-    lines = [
-        f"PGD-AT sweep in `{out}`: {len(states)} units; preset {config['preset']}, "
-        f"{config['train_size']} training images, {config['epochs']} epochs planned, "
-        f"train eps {config['train_eps']:g}/255 with {config['attack_steps']} steps, "
-        f"eval eps {config['eval_eps']:g}/255. Cells: mean ± 95% t-interval half-width over "
-        "seeds (n = seeds); accuracies in %. Held-out columns are read at the last epoch "
-        "that every seed of the lambda has finished (epochs done per seed in the last "
-        "column; per-unit values at each unit's own last epoch follow the tables). "
-        + code_line(states),
-        "",
-        "| lambda | " + " | ".join(columns) + " | epochs done |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
-    for lam in sorted(metrics):
-        cells = []
-        for col in columns:
-            values = [m[col] for m in metrics[lam].values() if col in m]
-            if not values:
-                cells.append("–")
-                continue
-            scale = 100.0 if percent(col) else 1.0
-            cells.append(
-                sweep_common.format_interval(values, scale, 1 if percent(col) else 3)
-            )
-        epochs = ",".join(
-            str(s.get("epochs_done", 0)) for _, s in sorted(by_lambda[lam].items())
-        )
-        lines.append(f"| {lam:g} | " + " | ".join(cells) + f" | {epochs} |")
-    if 0.0 in metrics and len(metrics) > 1:
-        lines += [
-            "",
-            "Paired differences (lambda minus lambda 0, same seed), mean ± 95% t-interval; "
-            "held-out columns at the epoch both units have finished:",
-            "",
-            "| lambda | " + " | ".join(columns) + " |",
-            "|---" * (len(columns) + 1) + "|",
-        ]
-        for lam in sorted(metrics):
-            if lam == 0.0:
-                continue
-            # Held-out columns of a unit still training are compared with lambda 0 at
-            # the same epoch, never at lambda 0's later (better) epoch.
-            paired = {}
-            for seed, unit in by_lambda[lam].items():
-                base = by_lambda[0.0].get(seed)
-                if base is None:
-                    continue
-                common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
-                epoch = common if common else None
-                paired[seed] = (unit_metrics(unit, epoch), unit_metrics(base, epoch))
-            cells = []
-            for col in columns:
-                diffs = [
-                    m[col] - b[col] for m, b in paired.values() if col in m and col in b
-                ]
-                if not diffs:
-                    cells.append("–")
-                    continue
-                scale = 100.0 if percent(col) else 1.0
-                cells.append(
-                    sweep_common.format_interval(diffs, scale, 1 if percent(col) else 3)
-                )
-            lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
-    lines += unit_rows(by_lambda, columns, percent)
-    table = "\n".join(lines)
-    os.makedirs(out, exist_ok=True)
-    atomic_write_text(os.path.join(out, "summary.md"), table + "\n")
-    print(table)
-    figures = [plot_curves(by_lambda, os.path.join(out, "heldout_pgd_per_epoch.png"))]
-    lipschitz = {
-        lam: [s["lipschitz"] for s in units.values() if "lipschitz" in s]
-        for lam, units in by_lambda.items()
-    }
-    if any(lipschitz.values()):
-        from specformer_keras.plots import plot_lipschitz_per_layer
-
-        path = os.path.join(out, "lipschitz_per_layer.png")
-        plot_lipschitz_per_layer(
-            {
-                f"λ={lam:g}": reports
-                for lam, reports in sorted(lipschitz.items())
-                if reports
-            },
-            path=path,
-            title="Local Lipschitz per attention layer after PGD-AT (median over images)",
-        )
-        figures.append(path)
-    if assets:
-        import shutil
-
-        prefix = os.path.basename(os.path.normpath(out))
-        os.makedirs(assets, exist_ok=True)
-        for path in figures:
-            shutil.copy(
-                path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}")
-            )
-    return metrics
-
-
-def plot_curves(by_lambda, path):
-    from specformer_keras.plots import pyplot
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, lam in enumerate(sorted(by_lambda)):
-        for seed, state in sorted(by_lambda[lam].items()):
-            rows = state.get("epochs", [])
-            epochs = [r["epoch"] for r in rows]
-            kwargs = dict(color=colors[i % len(colors)], alpha=0.8)
-            label = f"λ={lam:g}" if seed == min(by_lambda[lam]) else None
-            axes[0].plot(epochs, [100 * r["heldout_robust"] for r in rows], "o-",
-                         label=label, markersize=3, **kwargs)  # fmt: skip
-            axes[1].plot(epochs, [100 * r["heldout_clean"] for r in rows], "o-",
-                         label=label, markersize=3, **kwargs)  # fmt: skip
-    config = next(iter(next(iter(by_lambda.values())).values()))["config"]
-    axes[0].set_title(
-        f"held-out {config['monitor_attack'].upper()} accuracy at "
-        f"{config['eval_eps']:g}/255 ({config['heldout_size']} images)"
-    )
-    axes[1].set_title("held-out clean accuracy")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv=None):

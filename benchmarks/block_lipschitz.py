@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import adversarial_sweep  # noqa: E402
+import at_sweep_results  # noqa: E402
 
 from specformer_keras.diagnostics import MAPS  # noqa: E402
 from specformer_keras.utils.io import atomic_write_json, read_json  # noqa: E402
@@ -88,7 +89,7 @@ def collect(out, record=None):
     """``{lambda: [report, ...]}``: the sweep's ``blocks`` stage where a unit has one
     (in ``out`` or the record), else the unit's ``blocks.json`` from this script."""
     by_lambda, seen = {}, set()
-    for state in adversarial_sweep.load_states(out, record):
+    for state in at_sweep_results.load_states(out, record):
         if "blocks" in state:
             config = state["config"]
             report = dict(state["blocks"], penalty=config["penalty"])

@@ -29,6 +29,7 @@ def _load(name):
 
 
 sweep_common = _load("sweep_common")
+results = _load("at_sweep_results")
 
 
 def test_t_interval_matches_student_t():
@@ -138,13 +139,12 @@ def _write_unit(out, penalty, seed, clean, pgd):
 
 
 def test_summary_pairs_units_by_seed(tmp_path):
-    sweep = _load("adversarial_sweep")
     out = str(tmp_path / "sweep")
     robust = {0.0: [0.20, 0.25, 0.22], 0.01: [0.21, 0.27, 0.22]}
     for lam, values in robust.items():
         for seed, value in enumerate(values):
             _write_unit(out, lam, seed, clean=0.4, pgd=value)
-    sweep.summarize(out)
+    results.summarize(out)
     text = open(os.path.join(out, "summary.md")).read()
     diffs = [100 * (b - a) for a, b in zip(robust[0.0], robust[0.01])]
     mean, half = sweep_common.t_interval(diffs)
@@ -153,7 +153,6 @@ def test_summary_pairs_units_by_seed(tmp_path):
 
 
 def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
-    sweep = _load("adversarial_sweep")
     out = str(tmp_path / "sweep")
     _write_unit(out, 0.0, 0, clean=0.4, pgd=0.2)
     _write_unit(out, 0.01, 0, clean=0.4, pgd=0.2)
@@ -169,7 +168,7 @@ def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
     unit["epochs_done"] = 1
     del unit["eval"]
     json.dump(unit, open(unit_path, "w"))
-    sweep.summarize(out, assets=str(tmp_path / "assets" / "new"))
+    results.summarize(out, assets=str(tmp_path / "assets" / "new"))
     paired = open(os.path.join(out, "summary.md")).read().split("Paired differences")[1]
     row = [line for line in paired.splitlines() if line.startswith("| 0.01 |")][0]
     # 15 - 10 at epoch 1, not 15 - 30 (lambda 0's last epoch).
@@ -180,7 +179,6 @@ def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
 def test_a_seed_still_training_is_averaged_at_the_common_epoch(tmp_path):
     # Seed 0 finished (epoch 2: 30%), seed 1 at epoch 1 (12%): the per-lambda mean is
     # taken at epoch 1 for both (10% and 12%), never 30% mixed with 12%.
-    sweep = _load("adversarial_sweep")
     out = str(tmp_path / "sweep")
     for seed in (0, 1):
         _write_unit(out, 0.0, seed, clean=0.4, pgd=0.2)
@@ -195,7 +193,7 @@ def test_a_seed_still_training_is_averaged_at_the_common_epoch(tmp_path):
     running["epochs"][0]["heldout_robust"] = 0.12
     running["epochs_done"] = 1
     json.dump(running, open(path, "w"))
-    sweep.summarize(out)
+    results.summarize(out)
     text = open(os.path.join(out, "summary.md")).read()
     row = [line for line in text.splitlines() if line.startswith("| 0 |")][0]
     mean, half = sweep_common.t_interval([10.0, 12.0])
@@ -253,12 +251,12 @@ def test_a_recorded_unit_is_finished_and_read_with_the_run_folder(tmp_path):
     saved = json.load(open(os.path.join(record, "lambda=0_seed=0.json")))
     assert "seed_states" not in saved and saved["config"] == finished["config"]
     _write_unit(out, 0.01, 0, clean=0.4, pgd=0.25)  # only in runs/
-    states = sweep.load_states(out, record)
+    states = results.load_states(out, record)
     found = {s["config"]["penalty"]: s["epochs"][-1]["heldout_robust"] for s in states}
     assert found == {0.0: 0.20, 0.01: 0.25}
     args = sweep.parse_args([f"--out={out}", f"--record={record}", "--lambdas=0"])
     assert sweep.run_unit(args, 0.0, 0, {}) is None  # skipped before any data is read
-    sweep.summarize(str(tmp_path / "summary"), record=record)
+    results.summarize(str(tmp_path / "summary"), record=record)
     text = open(tmp_path / "summary" / "summary.md").read()
     assert "| 0 | 0 | 40.0 | 20.0 |" in text.split("Per unit")[1]
 
@@ -279,7 +277,6 @@ def test_a_unit_started_with_other_code_is_not_resumed(tmp_path):
 
 
 def test_the_summary_says_when_units_ran_different_code(tmp_path):
-    sweep = _load("adversarial_sweep")
     states = [
         {
             "config": {"penalty": 0.0, "seed": 0},
@@ -290,8 +287,8 @@ def test_the_summary_says_when_units_ran_different_code(tmp_path):
             "code": {"commit": "b" * 40, "dirty": True},
         },
     ]
-    line = sweep.code_line(states)
+    line = results.code_line(states)
     assert (
         "pairing is broken" in line and "bbbbbbbbbb (with uncommitted changes)" in line
     )
-    assert sweep.code_line(states[:1]) == "All units ran code aaaaaaaaaa."
+    assert results.code_line(states[:1]) == "All units ran code aaaaaaaaaa."
