@@ -440,8 +440,10 @@ def run_unit(args, penalty, seed, data_cache):
 
     directory = unit_dir(args.out, penalty, seed)
     result_path = os.path.join(directory, "result.json")
-    recorded = args.record and os.path.exists(record_path(args.record, penalty, seed))
-    if recorded:
+    config = unit_config(args, penalty, seed)
+    recorded = args.record and record_path(args.record, penalty, seed)
+    if recorded and os.path.exists(recorded):
+        refuse_other_settings(read_json(recorded)["config"], config, recorded)
         print(f"skip {unit_name(penalty, seed)} (recorded in {args.record})")
         return
     if os.path.exists(result_path):
@@ -449,22 +451,12 @@ def run_unit(args, penalty, seed, data_cache):
         if args.record:
             save_record(args.record, read_json(result_path))
         return
-    config = unit_config(args, penalty, seed)
     code = code_version()
     with sweep_common.UnitLock(directory):
         state_path = os.path.join(directory, "state.json")
         if os.path.exists(state_path):
             state = read_json(state_path, hint="Delete the unit folder to restart it.")
-            if state["config"] != config:
-                changed = {
-                    k: (state["config"].get(k), v)
-                    for k, v in config.items()
-                    if state["config"].get(k) != v
-                }
-                raise SystemExit(
-                    f"{directory} was started with other settings (saved, now): "
-                    f"{changed}. Use another --out or the saved settings."
-                )
+            refuse_other_settings(state["config"], config, directory)
             if state.get("code") != code:
                 raise SystemExit(
                     f"{directory} was started with other code (saved: "
@@ -539,6 +531,16 @@ def run_unit(args, penalty, seed, data_cache):
             print(f"  finished: {result_path}", flush=True)
             if args.record:
                 save_record(args.record, state)
+
+
+def refuse_other_settings(saved, config, where):
+    """SystemExit naming every setting of a saved unit that differs from ``config``."""
+    if saved != config:
+        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        raise SystemExit(
+            f"{where} holds a unit with other settings (saved, now): {changed}. "
+            "Use another --out/--record or the saved settings."
+        )
 
 
 def save_record(record, state):

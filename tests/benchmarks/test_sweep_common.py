@@ -255,6 +255,9 @@ def test_a_recorded_unit_is_finished_and_read_with_the_run_folder(tmp_path):
     found = {s["config"]["penalty"]: s["epochs"][-1]["heldout_robust"] for s in states}
     assert found == {0.0: 0.20, 0.01: 0.25}
     args = sweep.parse_args([f"--out={out}", f"--record={record}", "--lambdas=0"])
+    matching = dict(finished, config=sweep.unit_config(args, 0.0, 0))
+    sweep.save_record(str(tmp_path / "matching"), matching)
+    args.record = str(tmp_path / "matching")
     assert sweep.run_unit(args, 0.0, 0, {}) is None  # skipped before any data is read
     results.summarize(str(tmp_path / "summary"), record=record)
     text = open(tmp_path / "summary" / "summary.md").read()
@@ -292,3 +295,13 @@ def test_the_summary_says_when_units_ran_different_code(tmp_path):
         "pairing is broken" in line and "bbbbbbbbbb (with uncommitted changes)" in line
     )
     assert results.code_line(states[:1]) == "All units ran code aaaaaaaaaa."
+
+
+def test_a_recorded_unit_of_other_settings_is_refused_not_skipped(tmp_path):
+    sweep = _load("adversarial_sweep")
+    record = str(tmp_path / "record")
+    args = sweep.parse_args([f"--out={tmp_path}", f"--record={record}", "--lambdas=0"])
+    saved = {"config": dict(sweep.unit_config(args, 0.0, 0), epochs=10)}
+    sweep.save_record(record, saved)
+    with pytest.raises(SystemExit, match=r"other settings .*'epochs': \(10, 30\)"):
+        sweep.run_unit(args, 0.0, 0, {})
