@@ -495,18 +495,13 @@ def run_unit(args, penalty, seed, data_cache):
             print("  not trained yet (stage train not selected)")
             return
         model = model or load_model(directory)
-        if "lipschitz" in args.stages and "lipschitz" not in state:
-            start = time.time()
-            state["lipschitz"] = stage_lipschitz(config, data, model)
-            state["lipschitz"]["seconds"] = time.time() - start
-            save()
-            print(f"  lipschitz done in {time.time() - start:.0f}s", flush=True)
-        if "blocks" in args.stages and "blocks" not in state:
-            start = time.time()
-            state["blocks"] = stage_blocks(config, data, model)
-            state["blocks"]["seconds"] = time.time() - start
-            save()
-            print(f"  blocks done in {time.time() - start:.0f}s", flush=True)
+        for stage, run in (("lipschitz", stage_lipschitz), ("blocks", stage_blocks)):
+            if stage in args.stages and stage not in state:
+                start = time.time()
+                state[stage] = run(config, data, model)
+                state[stage]["seconds"] = time.time() - start
+                save()
+                print(f"  {stage} done in {time.time() - start:.0f}s", flush=True)
         if "eval" in args.stages and "eval" not in state:
             state["eval"] = stage_eval(config, data, model)
             save()

@@ -29,6 +29,22 @@ def only_backends(*names):
     )
 
 
+def load_benchmark(name):
+    """The module of ``benchmarks/<name>.py`` (its folder on ``sys.path`` for its imports)."""
+    import importlib.util
+    import sys
+
+    folder = os.path.join(REPO_ROOT, "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(folder, f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # === Shared small models and data ===
 
 # The tiny ViT of the unit tests: 8x8 RGB images, 4 patches, one encoder block.

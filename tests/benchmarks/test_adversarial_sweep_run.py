@@ -7,16 +7,14 @@ commit, a rerun skips recorded units without reading data, and the summary pairs
 the record's units.
 """
 
-import importlib.util
 import io
 import json
 import os
-import sys
 import tarfile
 
 import numpy as np
 import pytest
-from testing import BACKEND, REPO_ROOT
+from testing import BACKEND, load_benchmark
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "jax",
@@ -41,12 +39,7 @@ TINY = [
 
 
 def _sweep():
-    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-    path = os.path.join(REPO_ROOT, "benchmarks", "adversarial_sweep.py")
-    spec = importlib.util.spec_from_file_location("adversarial_sweep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("adversarial_sweep")
 
 
 def _archive(path, per_class):

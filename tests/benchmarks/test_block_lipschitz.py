@@ -1,21 +1,14 @@
 """benchmarks/block_lipschitz.py: which units it picks, and the table and figure it writes."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
-from testing import REPO_ROOT
+from testing import load_benchmark
 
 
 def _script():
-    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-    path = os.path.join(REPO_ROOT, "benchmarks", "block_lipschitz.py")
-    spec = importlib.util.spec_from_file_location("block_lipschitz", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("block_lipschitz")
 
 
 def _summary(median):

@@ -8,18 +8,11 @@ elementwise work (softmax, GELU, LayerNorm), so XLA may be a few percent
 higher, never lower.
 """
 
-import importlib.util
-import os
-
-from testing import REPO_ROOT, only_backends
+from testing import load_benchmark, only_backends
 
 
 def load_attack_speed():
-    path = os.path.join(REPO_ROOT, "benchmarks", "attack_speed.py")
-    spec = importlib.util.spec_from_file_location("attack_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("attack_speed")
 
 
 @only_backends("jax")

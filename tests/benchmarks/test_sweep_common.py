@@ -5,27 +5,19 @@ docs/reproducing.md); these check the pieces whose mistakes would silently
 bias a sweep: class balance, pairing, the t-interval and the paired differences.
 """
 
-import importlib.util
 import io
 import json
 import math
 import os
-import sys
 import tarfile
 
 import numpy as np
 import pytest
-from testing import REPO_ROOT
-
-sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+from testing import load_benchmark
 
 
 def _load(name):
-    path = os.path.join(REPO_ROOT, "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 sweep_common = _load("sweep_common")
