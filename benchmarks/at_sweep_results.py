@@ -149,6 +149,37 @@ def code_line(states):
     return f"**The units ran different code, so the pairing is broken:** {parts}."
 
 
+def paired_differences(by_lambda, columns, percent):
+    """``{lambda: {column: [one value per seed]}}`` against lambda 0 of the same seed.
+
+    Accuracy columns (``percent(column)``) give ``lambda - lambda 0`` (a fraction);
+    the others (sigma, Lipschitz estimates, bounds, whose scale differs by orders of
+    magnitude between layers and lambdas) ``lambda / lambda 0 - 1``. Held-out columns
+    of a unit still training are compared with lambda 0 at the same epoch, never at
+    lambda 0's later (better) epoch. Empty without lambda 0 or another lambda.
+    """
+    if 0.0 not in by_lambda or len(by_lambda) < 2:
+        return {}
+    paired = {}
+    for lam, units in by_lambda.items():
+        if lam == 0.0:
+            continue
+        per_column = {col: [] for col in columns}
+        for seed, unit in sorted(units.items()):
+            base = by_lambda[0.0].get(seed)
+            if base is None:
+                continue
+            common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
+            m = unit_metrics(unit, common or None)
+            b = unit_metrics(base, common or None)
+            for col in columns:
+                if col in m and col in b:
+                    diff = m[col] - b[col] if percent(col) else m[col] / b[col] - 1.0
+                    per_column[col].append(diff)
+        paired[lam] = per_column
+    return paired
+
+
 def summarize(out, assets=None, record=None):
     from specformer_keras.utils.io import atomic_write_text
 
@@ -207,40 +238,27 @@ def summarize(out, assets=None, record=None):
             str(s.get("epochs_done", 0)) for _, s in sorted(by_lambda[lam].items())
         )
         lines.append(f"| {lam:g} | " + " | ".join(cells) + f" | {epochs} |")
-    if 0.0 in metrics and len(metrics) > 1:
+    paired = paired_differences(by_lambda, columns, percent)
+    if paired:
         lines += [
             "",
-            "Paired differences (lambda minus lambda 0, same seed), mean ± 95% t-interval; "
-            "held-out columns at the epoch both units have finished:",
+            "Paired differences against lambda 0 (same seed), mean ± 95% t-interval over "
+            "seeds: accuracies in points (lambda minus lambda 0), the other columns as a "
+            "relative change (lambda / lambda 0 - 1, in %); held-out columns at the epoch "
+            "both units have finished:",
             "",
             "| lambda | " + " | ".join(columns) + " |",
             "|---" * (len(columns) + 1) + "|",
         ]
-        for lam in sorted(metrics):
-            if lam == 0.0:
-                continue
-            # Held-out columns of a unit still training are compared with lambda 0 at
-            # the same epoch, never at lambda 0's later (better) epoch.
-            paired = {}
-            for seed, unit in by_lambda[lam].items():
-                base = by_lambda[0.0].get(seed)
-                if base is None:
-                    continue
-                common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
-                epoch = common if common else None
-                paired[seed] = (unit_metrics(unit, epoch), unit_metrics(base, epoch))
-            cells = []
-            for col in columns:
-                diffs = [
-                    m[col] - b[col] for m, b in paired.values() if col in m and col in b
-                ]
-                if not diffs:
-                    cells.append("–")
-                    continue
-                scale = 100.0 if percent(col) else 1.0
-                cells.append(
-                    sweep_common.format_interval(diffs, scale, 1 if percent(col) else 3)
-                )
+        for lam, per_column in sorted(paired.items()):
+            cells = [
+                "–"
+                if not per_column.get(col)
+                else sweep_common.format_interval(per_column[col], 100.0, 1)
+                if percent(col)
+                else sweep_common.format_interval(per_column[col], 100.0, 1, unit="%")
+                for col in columns
+            ]
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     lines += unit_rows(by_lambda, columns, percent)
     table = "\n".join(lines)
@@ -248,6 +266,10 @@ def summarize(out, assets=None, record=None):
     atomic_write_text(os.path.join(out, "summary.md"), table + "\n")
     print(table)
     figures = [plot_curves(by_lambda, os.path.join(out, "heldout_pgd_per_epoch.png"))]
+    if paired:
+        figures.append(
+            plot_paired_differences(paired, os.path.join(out, "paired_differences.png"))
+        )
     lipschitz = {
         lam: [s["lipschitz"] for s in units.values() if "lipschitz" in s]
         for lam, units in by_lambda.items()
@@ -276,6 +298,62 @@ def summarize(out, assets=None, record=None):
                 path, os.path.join(assets, f"{prefix}_{os.path.basename(path)}")
             )
     return metrics
+
+
+# (column prefixes, unit) of the two panels of plot_paired_differences.
+PAIRED_PANELS = (
+    (("clean", "PGD-20", "CW-20", "AutoAttack"), "points"),
+    (("mean sigma_max", "L attention", "L model"), "%"),
+)
+
+
+def plot_paired_differences(paired, path):
+    """Paired differences against lambda 0: seeds as dots, mean and 95% interval as a bar.
+
+    Left: test accuracies (points); right: mean sigma_max and the local Lipschitz
+    estimates (relative change in %). A zero line marks "no effect".
+    """
+    from specformer_keras.plots import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lambdas = sorted(paired)
+    width = 0.8 / max(len(lambdas), 1)
+    for ax, (prefixes, unit) in zip(axes, PAIRED_PANELS):
+        columns = [
+            next(c for c in paired[lambdas[0]] if c.startswith(prefix))
+            for prefix in prefixes
+            if any(c.startswith(prefix) for c in paired[lambdas[0]])
+        ]
+        for i, lam in enumerate(lambdas):
+            for j, col in enumerate(columns):
+                values = [100.0 * v for v in paired[lam].get(col, [])]
+                if not values:
+                    continue
+                x = j + (i - (len(lambdas) - 1) / 2) * width
+                mean, half = sweep_common.t_interval(values)
+                ax.plot([x] * len(values), values, "o", color=colors[i % len(colors)],
+                        alpha=0.5, markersize=4)  # fmt: skip
+                ax.errorbar([x], [mean], yerr=None if half is None else [[half], [half]],
+                            fmt="_", color=colors[i % len(colors)], markersize=14,
+                            capsize=4, label=f"λ={lam:g}" if j == 0 else None)  # fmt: skip
+        ax.axhline(0.0, color="0.5", linewidth=0.8)
+        ax.set_xticks(range(len(columns)))
+        ax.set_xticklabels([c.split(" (")[0] for c in columns], fontsize=8)
+        ax.set_ylabel(
+            f"difference to λ=0 ({unit})"
+            if unit == "points"
+            else f"change vs λ=0 ({unit})"
+        )
+        ax.legend(fontsize=8)
+    n = max(len(v) for per in paired.values() for v in per.values())
+    axes[0].set_title(f"test accuracy, paired by seed (seeds: {n}; bars: 95% t)")
+    axes[1].set_title("sigma and local Lipschitz (median), relative")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_curves(by_lambda, path):

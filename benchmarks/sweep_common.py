@@ -143,11 +143,12 @@ def t_interval(values):
     return mean, t * std / math.sqrt(n)
 
 
-def format_interval(values, scale=100.0, digits=1):
+def format_interval(values, scale=100.0, digits=1, unit=""):
+    """``"mean ± half (n=k)"`` of ``scale * values``; ``unit`` follows both numbers."""
     mean, half = t_interval([scale * v for v in values])
     if half is None:
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {half:.{digits}f} (n={len(values)})"
+        return f"{mean:.{digits}f}{unit} (n=1)"
+    return f"{mean:.{digits}f}{unit} ± {half:.{digits}f}{unit} (n={len(values)})"
 
 
 class UnitLock:

@@ -104,7 +104,7 @@ def test_load_cifar_arrays_from_an_archive(tmp_path):
         sweep_common.load_cifar_arrays(str(tmp_path / "missing.tar.gz"))
 
 
-def _write_unit(out, penalty, seed, clean, pgd):
+def _write_unit(out, penalty, seed, clean, pgd, sigma=1.0):
     directory = os.path.join(out, f"lambda={penalty:g}_seed={seed}")
     os.makedirs(directory)
     config = dict(
@@ -120,7 +120,7 @@ def _write_unit(out, penalty, seed, clean, pgd):
                 "epoch": e,
                 "heldout_clean": clean,
                 "heldout_robust": pgd,
-                "mean_sigma_max": 1.0,
+                "mean_sigma_max": sigma,
             }
             for e in (1, 2)
         ],
@@ -133,15 +133,21 @@ def _write_unit(out, penalty, seed, clean, pgd):
 def test_summary_pairs_units_by_seed(tmp_path):
     out = str(tmp_path / "sweep")
     robust = {0.0: [0.20, 0.25, 0.22], 0.01: [0.21, 0.27, 0.22]}
+    sigma = {0.0: [2.0, 4.0, 1.0], 0.01: [1.0, 1.0, 1.0]}
     for lam, values in robust.items():
         for seed, value in enumerate(values):
-            _write_unit(out, lam, seed, clean=0.4, pgd=value)
+            _write_unit(out, lam, seed, clean=0.4, pgd=value, sigma=sigma[lam][seed])
     results.summarize(out)
     text = open(os.path.join(out, "summary.md")).read()
+    paired = text.split("Paired differences")[1].split("Per unit")[0]
     diffs = [100 * (b - a) for a, b in zip(robust[0.0], robust[0.01])]
     mean, half = sweep_common.t_interval(diffs)
-    assert f"{mean:.1f} ± {half:.1f} (n=3)" in text.split("Paired differences")[1]
-    assert os.path.exists(os.path.join(out, "heldout_pgd_per_epoch.png"))
+    assert f"{mean:.1f} ± {half:.1f} (n=3)" in paired
+    # sigma is paired as a relative change: -50%, -75%, 0%.
+    mean, half = sweep_common.t_interval([-50.0, -75.0, 0.0])
+    assert f"{mean:.1f}% ± {half:.1f}% (n=3)" in paired
+    for figure in ("heldout_pgd_per_epoch.png", "paired_differences.png"):
+        assert os.path.exists(os.path.join(out, figure))
 
 
 def test_summary_pairs_a_unit_still_training_at_the_common_epoch(tmp_path):
