@@ -100,7 +100,7 @@ def time_penalty_alone(model, lam, calls=50):
         import torch
 
         kernels = [
-            layer._projection_dense(name).kernel.value
+            layer.projection_kernel(name).value
             for layer in layers
             for name in layer.penalized_projections
         ]
@@ -116,11 +116,11 @@ def time_penalty_alone(model, lam, calls=50):
 
     stacks, kernels, us = [], [], []
     for layer in layers:
-        for names, _ in layer._stacks:
+        for names in layer.power_iteration_groups:
             stacks.append(len(names))
             for name in names:
-                kernels.append(np.asarray(layer._projection_dense(name).kernel.numpy()))
-                us.append(np.asarray(layer._spectral_state[name][0].numpy()))
+                kernels.append(np.asarray(layer.projection_kernel(name).numpy()))
+                us.append(np.asarray(layer.power_iteration_state(name)[0].numpy()))
 
     def penalty(ks, u0s):
         total, new_us, start = 0.0, [], 0

@@ -196,6 +196,59 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
             "value": self._value_dense,
         }[name]
 
+    def _check_built(self):
+        if not self.built:
+            raise ValueError(
+                f"Layer {self.name!r} is not built yet; call it on inputs first."
+            )
+
+    def projection_kernel(self, name):
+        """The kernel variable of projection `name`, shape `(d_in, num_heads, head_dim)`.
+
+        Args:
+            name: `"query"`, `"key"` or `"value"`.
+
+        Raises:
+            ValueError: If `name` is not one of them or the layer is not built.
+
+        Example: `layer.projection_kernel("query").shape == (16, 2, 8)`.
+        """
+        if name not in PROJECTIONS:
+            raise ValueError(
+                f"`name` must be one of {PROJECTIONS}. Received: name={name!r}"
+            )
+        self._check_built()
+        return self._projection_dense(name).kernel
+
+    def power_iteration_state(self, name):
+        """The `(u, v)` variables of penalized projection `name` (non-trainable).
+
+        `u` has shape `(num_heads, d_in)` and `v` `(num_heads, head_dim)`; a
+        training call updates them in place.
+
+        Raises:
+            ValueError: If `name` is not a penalized projection (see
+                `penalized_projections`) or the layer is not built.
+        """
+        self._check_built()
+        if name not in self._spectral_state:
+            raise ValueError(
+                "`name` must be a penalized projection of this layer, one of "
+                f"{self.penalized_projections}. Received: name={name!r}"
+            )
+        return self._spectral_state[name]
+
+    @property
+    def power_iteration_groups(self):
+        """Penalized projections whose power iteration runs as one stacked matmul.
+
+        A tuple of name tuples, in the order a training call runs them:
+        `(("query", "key", "value"),)` in self-attention with `value_dim ==
+        key_dim`; projections of other shapes form groups of their own. Empty
+        before `build` or without a penalty.
+        """
+        return tuple(names for names, _ in self._stacks)
+
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
         initializer = keras.initializers.RandomNormal(seed=self.seed)
@@ -353,10 +406,7 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         Raises:
             ValueError: If the layer is not built yet.
         """
-        if not self.built:
-            raise ValueError(
-                f"Layer {self.name!r} is not built yet; call it on inputs first."
-            )
+        self._check_built()
         if exact:
             return {
                 name: exact_spectral_norms(self._float32_kernel(name))

@@ -126,9 +126,9 @@ def _copy_weights(source_model, target_model):
     state = {
         id(w)
         for layer in _flatten(source_model)
-        if isinstance(layer, SpectralMultiHeadAttention)
-        for pair in layer._spectral_state.values()
-        for w in pair
+        if isinstance(layer, SpectralMultiHeadAttention) and layer.built
+        for name in layer.penalized_projections
+        for w in layer.power_iteration_state(name)
     }
     source = {w.path: w for w in source_model.weights}
     target = {w.path: w for w in target_model.weights}

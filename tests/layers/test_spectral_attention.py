@@ -152,6 +152,26 @@ def test_outputs_equal_plain_multi_head_attention():
         )
 
 
+def test_accessors_name_the_kernels_state_and_stacked_groups():
+    layer = make_layer(penalty=(1e-2, 0.0, 3e-2))
+    assert layer.power_iteration_groups == (("query", "value"),)
+    u, v = layer.power_iteration_state("value")
+    assert (tuple(u.shape), tuple(v.shape)) == ((HEADS, D_MODEL), (HEADS, HEAD_DIM))
+    assert layer.projection_kernel("key") is layer.key_dense.kernel
+    with pytest.raises(ValueError, match=r"penalized projection.*Received: name='key'"):
+        layer.power_iteration_state("key")
+    with pytest.raises(ValueError, match="Received: name='output'"):
+        layer.projection_kernel("output")
+    # Value of another head size runs as a group of its own.
+    cross = SpectralMultiHeadAttention(
+        num_heads=HEADS, key_dim=HEAD_DIM, value_dim=3, penalty=1e-2
+    )
+    with pytest.raises(ValueError, match="not built yet"):
+        cross.power_iteration_state("query")
+    cross.build((None, 5, D_MODEL), (None, 5, D_MODEL))
+    assert cross.power_iteration_groups == (("query", "key"), ("value",))
+
+
 @pytest.mark.parametrize("penalty", [0.0, None, (0, 0, 0)])
 def test_zero_penalty_is_plain_attention_without_state(penalty):
     layer = make_layer(penalty=penalty)
