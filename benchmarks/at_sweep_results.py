@@ -346,7 +346,8 @@ def plot_paired_differences(paired, path):
             if unit == "points"
             else f"change vs λ=0 ({unit})"
         )
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     n = max(len(v) for per in paired.values() for v in per.values())
     axes[0].set_title(f"test accuracy, paired by seed (seeds: {n}; bars: 95% t)")
     axes[1].set_title("sigma and local Lipschitz (median), relative")

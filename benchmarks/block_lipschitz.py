@@ -28,8 +28,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import adversarial_sweep  # noqa: E402
 import at_sweep_results  # noqa: E402
+import at_sweep_unit  # noqa: E402
+import sweep_common  # noqa: E402
 
 from specformer_keras.diagnostics import MAPS  # noqa: E402
 from specformer_keras.utils.io import atomic_write_json, read_json  # noqa: E402
@@ -40,9 +41,7 @@ COLUMNS = ("stream_rms",) + MAPS
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="the sweep's output folder")
-    parser.add_argument(
-        "--archive", default=adversarial_sweep.sweep_common.DEFAULT_ARCHIVE
-    )
+    parser.add_argument("--archive", default=sweep_common.DEFAULT_ARCHIVE)
     parser.add_argument("--record", default=None, help="the sweep's --record folder")
     parser.add_argument("--assets", default=None, help="also copy the figure here")
     parser.add_argument("--summarize", action="store_true", help="no new estimates")
@@ -71,9 +70,9 @@ def estimate_unit(directory, data_cache, archive):
     state = read_json(os.path.join(directory, "state.json"))
     config = state["config"]
     if "data" not in data_cache:
-        data_cache["data"] = adversarial_sweep.build_data(config, archive)
-    model = adversarial_sweep.load_model(directory)
-    report = adversarial_sweep.stage_blocks(config, data_cache["data"], model)
+        data_cache["data"] = at_sweep_unit.build_data(config, archive)
+    model = at_sweep_unit.load_model(directory)
+    report = at_sweep_unit.stage_blocks(config, data_cache["data"], model)
     report["penalty"] = config["penalty"]
     report["seed"] = config["seed"]
     report["model_median"] = state["lipschitz"]["model"]["median"]

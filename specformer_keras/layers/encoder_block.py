@@ -8,10 +8,8 @@ with `SpectralViT`.
 import keras
 from keras import ops
 
-from specformer_keras.layers.spectral_attention import (
-    SpectralMultiHeadAttention,
-    normalize_penalty,
-)
+from specformer_keras.layers.penalty import normalize_penalty
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
 from specformer_keras.utils.validation import (
     check_arguments,
     check_int,

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from specformer_keras.layers.penalty import PROJECTIONS, normalize_penalty
 from specformer_keras.spectral import (
     exact_spectral_norms,
     l2_normalize,
@@ -23,66 +24,6 @@ try:  # Reading a kernel without mixed-precision autocast (float32 power iterati
     from keras.src.backend import AutocastScope as _AutocastScope
 except ImportError:  # pragma: no cover - only if Keras moves this private class.
     _AutocastScope = None
-
-PROJECTIONS = ("query", "key", "value")
-
-
-def normalize_penalty(penalty):
-    """Returns `penalty` as a `(lambda_q, lambda_k, lambda_v)` tuple of floats.
-
-    Args:
-        penalty: `None`, a non-negative number (the same lambda for query, key
-            and value) or a sequence of three non-negative numbers.
-
-    Returns:
-        A tuple of three Python floats.
-
-    Raises:
-        TypeError: If `penalty` is a bool, or neither a number nor a sequence
-            of numbers.
-        ValueError: If a sequence does not have 3 values, or a value is
-            negative or not finite.
-
-    Example:
-
-    ```python
-    from specformer_keras.layers.spectral_attention import normalize_penalty
-
-    assert normalize_penalty(1e-3) == (1e-3, 1e-3, 1e-3)
-    assert normalize_penalty((0.0, 1.0, 2)) == (0.0, 1.0, 2.0)
-    ```
-    """
-    if penalty is None:
-        return (0.0, 0.0, 0.0)
-    if isinstance(penalty, bool):
-        raise TypeError(
-            "`penalty` must be a non-negative number or a sequence of three "
-            f"non-negative numbers (lambda_q, lambda_k, lambda_v). Received: "
-            f"penalty={penalty!r}"
-        )
-    if isinstance(penalty, numbers.Real):
-        values = (float(penalty),) * 3
-    else:
-        try:
-            values = tuple(float(p) for p in penalty)
-        except (TypeError, ValueError):
-            raise TypeError(
-                "`penalty` must be a non-negative number or a sequence of three "
-                "non-negative numbers (lambda_q, lambda_k, lambda_v). Received: "
-                f"penalty={penalty!r}"
-            ) from None
-        if len(values) != 3:
-            raise ValueError(
-                "`penalty` as a sequence must have exactly 3 values "
-                "(lambda_q, lambda_k, lambda_v). "
-                f"Received: penalty={penalty!r} with {len(values)} values"
-            )
-    if any(not np.isfinite(v) or v < 0 for v in values):
-        raise ValueError(
-            "`penalty` values must be finite and >= 0 (0 disables a projection's "
-            f"penalty). Received: penalty={penalty!r}"
-        )
-    return values
 
 
 def _accepted_arguments(cls):

@@ -2,10 +2,8 @@
 
 import keras
 
-from specformer_keras.layers.spectral_attention import (
-    SpectralMultiHeadAttention,
-    normalize_penalty,
-)
+from specformer_keras.layers.penalty import normalize_penalty
+from specformer_keras.layers.spectral_attention import SpectralMultiHeadAttention
 from specformer_keras.models.converted_classes import (
     ATTENTION_LOADER,
     MODEL_LOADER,
