@@ -133,14 +133,37 @@ def t_interval(values):
     if n < 2:
         return mean, None
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    df = n - 1
-    if df in _T975:
-        t = _T975[df]
-    else:
-        from scipy.stats import t as student_t
+    return mean, _t975(n - 1) * std / math.sqrt(n)
 
-        t = float(student_t.ppf(0.975, df))
-    return mean, t * std / math.sqrt(n)
+
+def _t975(df):
+    if df in _T975:
+        return _T975[df]
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, df))
+
+
+def slope_interval(xs, ys):
+    """``(slope, half_width)`` of the least-squares line through ``(xs, ys)``.
+
+    The half-width is the 95% Student-t interval of the slope (``n - 2`` degrees
+    of freedom, residual scatter as the noise); None for fewer than 3 points.
+    """
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    dx = x - x.mean()
+    sxx = float(dx @ dx)
+    if len(x) < 2 or sxx == 0.0:
+        raise ValueError(
+            f"slope_interval needs at least 2 distinct x values. Received: xs={xs!r}"
+        )
+    slope = float(dx @ (y - y.mean())) / sxx
+    if len(x) < 3:
+        return slope, None
+    residual = y - y.mean() - slope * dx
+    se = math.sqrt(float(residual @ residual) / (len(x) - 2) / sxx)
+    return slope, _t975(len(x) - 2) * se
 
 
 def format_interval(values, scale=100.0, digits=1, unit=""):

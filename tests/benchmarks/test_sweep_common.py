@@ -39,6 +39,38 @@ def test_t_interval_matches_student_t():
         )
 
 
+def test_slope_interval_matches_ordinary_least_squares():
+    rng = np.random.default_rng(0)
+    x = np.arange(1, 11)
+    y = 0.5 * x + rng.normal(0, 0.3, size=10)
+    slope, half = sweep_common.slope_interval(x, y)
+    design = np.stack([np.ones(10), x], axis=1)
+    coef, residual, *_ = np.linalg.lstsq(design, y, rcond=None)
+    se = math.sqrt(residual[0] / 8 / np.sum((x - x.mean()) ** 2))
+    assert slope == pytest.approx(coef[1]) and half == pytest.approx(2.306 * se)
+    assert sweep_common.slope_interval([1, 2, 3], [5, 5, 5]) == (0.0, 0.0)
+    assert sweep_common.slope_interval([1, 2], [0, 1])[1] is None
+    with pytest.raises(ValueError, match="Received: xs="):
+        sweep_common.slope_interval([1, 1], [0, 1])
+
+
+def test_plateau_rows_give_the_slope_of_the_final_epochs():
+    # Robust accuracy rises 1 point per epoch until epoch 25, then is flat.
+    epochs = [
+        {"epoch": e, "heldout_robust": min(e, 25) / 100, "heldout_clean": 0.3}
+        for e in range(1, 31)
+    ]
+    short = {"epochs": epochs[:4]}  # too few epochs for the long window: no row
+    lines = results.plateau_rows({0.0: {0: {"epochs": epochs}, 1: short}})
+    assert len([line for line in lines if line.startswith("| 0 |")]) == 1
+    row = lines[-1].split(" | ")
+    window10 = sweep_common.slope_interval(
+        range(21, 31), [min(e, 25) for e in range(21, 31)]
+    )
+    assert row[3] == f"{window10[0]:+.2f} ± {window10[1]:.2f}"
+    assert row[4] == "+0.00 ± 0.00" and row[5] == "+0.00 ± 0.00"
+
+
 def test_interleaved_balanced_prefixes_and_exclusion():
     labels = np.repeat(np.arange(10), 50)
     idx = sweep_common.interleaved_balanced(labels, 200, seed=3)
