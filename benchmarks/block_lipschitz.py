@@ -33,7 +33,11 @@ import at_sweep_unit  # noqa: E402
 import sweep_common  # noqa: E402
 
 from specformer_keras.diagnostics import MAPS  # noqa: E402
-from specformer_keras.utils.io import atomic_write_json, read_json  # noqa: E402
+from specformer_keras.utils.io import (  # noqa: E402
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 COLUMNS = ("stream_rms",) + MAPS
 
@@ -130,6 +134,60 @@ def table(by_lambda):
     return "\n".join(lines)
 
 
+# The sub-layer maps whose paired ratio (lambda over lambda 0, same seed) is tabulated.
+PAIRED_COLUMNS = (
+    "stream_rms",
+    "attention_branch",
+    "norm2",
+    "mlp",
+    "mlp_branch",
+    "block",
+)
+
+
+def paired_table(by_lambda):
+    """Per block, the ratio of each map's median to lambda 0's of the same seed.
+
+    Mean ± 95% t-interval over the seeds both lambdas have; "" without lambda 0.
+    A ratio below 1 means MSVP made that sub-layer less sensitive.
+    """
+    if 0.0 not in by_lambda or len(by_lambda) < 2:
+        return ""
+    base = {r["seed"]: r for r in by_lambda[0.0]}
+    lines = []
+    for penalty, reports in by_lambda.items():
+        pairs = [(r, base[r["seed"]]) for r in reports if r["seed"] in base]
+        if penalty == 0.0 or not pairs:
+            continue
+        lines += [
+            f"\nlambda={penalty:g} over lambda=0, same seed (seeds "
+            f"{sorted(r['seed'] for r, _ in pairs)}): ratio of the medians, mean ± 95% "
+            "t-interval over seeds",
+            "| block | " + " | ".join(PAIRED_COLUMNS) + " |",
+            "|---" * (len(PAIRED_COLUMNS) + 1) + "|",
+        ]
+        for path in reports[0]["blocks"]:
+            cells = [
+                sweep_common.format_interval(
+                    [
+                        r["blocks"][path][c]["median"] / b["blocks"][path][c]["median"]
+                        for r, b in pairs
+                    ],
+                    scale=1.0,
+                    digits=3,
+                    unit="x",
+                )
+                for c in PAIRED_COLUMNS
+            ]
+            lines.append(f"| {path} | " + " | ".join(cells) + " |")
+        ratios = [r["model_median"] / b["model_median"] for r, b in pairs]
+        lines.append(
+            "whole model L (median): "
+            + sweep_common.format_interval(ratios, scale=1.0, digits=3, unit="x")
+        )
+    return "\n".join(lines)
+
+
 PANELS = (
     "attention_branch",
     "block",
@@ -189,8 +247,10 @@ def main(argv=None):
     by_lambda = collect(args.out, args.record)
     if not by_lambda:
         raise SystemExit(f"No unit in {args.out} has block estimates yet.")
-    print(table(by_lambda))
+    text = table(by_lambda) + "\n" + paired_table(by_lambda)
+    print(text)
     os.makedirs(args.out, exist_ok=True)
+    atomic_write_text(os.path.join(args.out, "block_lipschitz.md"), text + "\n")
     figure = plot(by_lambda, os.path.join(args.out, "block_lipschitz.png"))
     if args.assets:
         os.makedirs(args.assets, exist_ok=True)

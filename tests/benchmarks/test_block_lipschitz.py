@@ -64,3 +64,23 @@ def test_table_averages_seeds_and_multiplies_blocks(tmp_path):
 def test_a_missing_sweep_folder_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         _script().parse_args(["--out", str(tmp_path / "nowhere")])
+
+
+def test_paired_table_gives_ratios_to_lambda_0_of_the_same_seed(tmp_path):
+    script = _script()
+    out = str(tmp_path)
+    values = {0.0: [(2.0, 4.0), (1.0, 8.0)], 0.1: [(1.0, 4.0), (1.0, 2.0)]}
+    for penalty, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            _blocks(_unit(out, penalty, seed, None), penalty, seed, v)
+    _blocks(_unit(out, 0.1, 2, None), 0.1, 2, (9.0, 9.0))  # no lambda-0 partner
+    text = script.paired_table(script.collect(out))
+    assert "seeds [0, 1]" in text
+    sweep_common = load_benchmark("sweep_common")
+    block0 = sweep_common.format_interval([0.5, 1.0], 1.0, 3, unit="x")
+    block1 = sweep_common.format_interval([1.0, 0.25], 1.0, 3, unit="x")
+    assert f"| encoder_block_0 | {block0} |" in text
+    assert f"| encoder_block_1 | {block1} |" in text
+    assert script.paired_table({0.1: script.collect(out)[0.1]}) == ""
+    script.main(["--out", out, "--summarize"])
+    assert "over lambda=0" in open(os.path.join(out, "block_lipschitz.md")).read()
