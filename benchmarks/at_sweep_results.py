@@ -219,9 +219,12 @@ def paired_differences(by_lambda, columns, percent):
             m = unit_metrics(unit, common or None)
             b = unit_metrics(base, common or None)
             for col in columns:
-                if col in m and col in b:
-                    diff = m[col] - b[col] if percent(col) else m[col] / b[col] - 1.0
-                    per_column[col].append(diff)
+                if col not in m or col not in b:
+                    continue
+                if percent(col):
+                    per_column[col].append(m[col] - b[col])
+                elif b[col]:  # a relative change from 0 is undefined: left out
+                    per_column[col].append(m[col] / b[col] - 1.0)
         paired[lam] = per_column
     return paired
 
