@@ -80,14 +80,18 @@ def common_epoch(states):
     return min(done) if done and min(done) else None
 
 
+def table_head(names):
+    """The two header lines of a markdown table with these column names."""
+    return ["| " + " | ".join(names) + " |", "|---" * len(names) + "|"]
+
+
 def unit_rows(by_lambda, columns, percent):
     """Markdown lines: one row per unit, held-out columns at its own last epoch."""
     lines = [
         "",
         "Per unit (held-out columns at the unit's own last epoch):",
         "",
-        "| lambda | seed | " + " | ".join(columns) + " | epochs done |",
-        "|---" * (len(columns) + 3) + "|",
+        *table_head(["lambda", "seed", *columns, "epochs done"]),
     ]
     for lam in sorted(by_lambda):
         for seed, state in sorted(by_lambda[lam].items()):
@@ -131,8 +135,7 @@ def plateau_rows(by_lambda):
         "in points per epoch ± 95% t-interval (0 inside the interval = no measurable "
         "rise):",
         "",
-        "| lambda | seed | epochs | " + " | ".join(header) + " |",
-        "|---" * (len(header) + 3) + "|",
+        *table_head(["lambda", "seed", "epochs", *header]),
     ]
     for lam in sorted(by_lambda):
         for seed, state in sorted(by_lambda[lam].items()):
@@ -269,8 +272,7 @@ def summarize(out, assets=None, record=None):
         "column; per-unit values at each unit's own last epoch follow the tables). "
         + code_line(states),
         "",
-        "| lambda | " + " | ".join(columns) + " | epochs done |",
-        "|---" * (len(columns) + 2) + "|",
+        *table_head(["lambda", *columns, "epochs done"]),
     ]
     for lam in sorted(metrics):
         cells = []
@@ -296,8 +298,7 @@ def summarize(out, assets=None, record=None):
             "relative change (lambda / lambda 0 - 1, in %); held-out columns at the epoch "
             "both units have finished:",
             "",
-            "| lambda | " + " | ".join(columns) + " |",
-            "|---" * (len(columns) + 1) + "|",
+            *table_head(["lambda", *columns]),
         ]
         for lam, per_column in sorted(paired.items()):
             cells = [
