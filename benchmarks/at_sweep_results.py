@@ -122,7 +122,8 @@ def plateau_rows(by_lambda):
     A least-squares line through the last ``PLATEAU_WINDOWS`` epochs of held-out
     PGD-10 and clean accuracy, in points per epoch with a 95% interval: an interval
     that holds 0 means no measurable rise within the noise of the per-epoch
-    estimates. A flat end of a cosine schedule says training has converged at this
+    estimates. Each lambda with two or more seeds also gets a row with the mean of
+    its seeds' slopes and a t-interval over the seeds. A flat end of a cosine schedule says training has converged at this
     schedule, not that a longer schedule could not do better.
     """
     windows = ", ".join(f"last {w}" for w in PLATEAU_WINDOWS)
@@ -138,6 +139,7 @@ def plateau_rows(by_lambda):
         *table_head(["lambda", "seed", "epochs", *header]),
     ]
     for lam in sorted(by_lambda):
+        slopes = {}  # (curve, window) -> the slope of every seed of this lambda
         for seed, state in sorted(by_lambda[lam].items()):
             rows = state.get("epochs", [])
             if len(rows) < max(PLATEAU_WINDOWS):
@@ -149,9 +151,20 @@ def plateau_rows(by_lambda):
                     slope, half = sweep_common.slope_interval(
                         [r["epoch"] for r in last], [100 * r[key] for r in last]
                     )
+                    slopes.setdefault((key, window), []).append(slope)
                     cells.append(f"{slope:+.2f} ± {half:.2f}")
             lines.append(
                 f"| {lam:g} | {seed} | {len(rows)} | " + " | ".join(cells) + " |"
+            )
+        seeds = len(next(iter(slopes.values()), []))
+        if seeds >= 2:
+            # Across seeds: the mean slope with a t-interval over the seeds' slopes.
+            cells = [
+                "{:+.2f} ± {:.2f}".format(*sweep_common.t_interval(values))
+                for values in slopes.values()
+            ]
+            lines.append(
+                f"| {lam:g} | mean of {seeds} | – | " + " | ".join(cells) + " |"
             )
     return lines
 

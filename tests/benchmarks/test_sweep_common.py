@@ -71,6 +71,27 @@ def test_plateau_rows_give_the_slope_of_the_final_epochs():
     assert row[4] == "+0.00 ± 0.00" and row[5] == "+0.00 ± 0.00"
 
 
+def test_plateau_rows_average_the_seeds_slopes_with_an_interval_over_seeds():
+    # Seed 0 rises 1 point per epoch, seed 1 rises 3: mean 2, and the two slopes'
+    # standard error 1 times t(0.975, 1 df) = 12.706 as the half-width.
+    def unit(rate):
+        return {
+            "epochs": [
+                {"epoch": e, "heldout_robust": rate * e / 100, "heldout_clean": 0.3}
+                for e in range(1, 13)
+            ]
+        }
+
+    lines = results.plateau_rows({0.1: {0: unit(1), 1: unit(3)}})
+    mean_row = lines[-1].split(" | ")
+    assert mean_row[0] == "| 0.1" and mean_row[1] == "mean of 2"
+    assert mean_row[3] == "+2.00 ± 12.71" and mean_row[4] == "+2.00 ± 12.71"
+    assert mean_row[5] == "+0.00 ± 0.00"
+    # One seed gives no mean row (no interval over seeds).
+    single = results.plateau_rows({0.1: {0: unit(1)}})
+    assert not [line for line in single if "mean of" in line]
+
+
 def test_interleaved_balanced_prefixes_and_exclusion():
     labels = np.repeat(np.arange(10), 50)
     idx = sweep_common.interleaved_balanced(labels, 200, seed=3)
