@@ -169,6 +169,78 @@ def plateau_rows(by_lambda):
     return lines
 
 
+# Epoch windows of the paired held-out gap: does MSVP's difference from lambda 0 close
+# (or open) as training goes on? Two consecutive windows at the end of training.
+GAP_WINDOW = 10
+
+
+def paired_gap_rows(by_lambda, key="heldout_robust", label="held-out PGD-10"):
+    """Markdown lines: the paired held-out gap to lambda 0 over the final epochs.
+
+    For each unit with a lambda-0 partner of the same seed, the per-epoch difference
+    ``lambda - lambda 0`` of ``key`` (in points) is averaged over the two windows of
+    ``GAP_WINDOW`` epochs that end at the last epoch both units have finished, and
+    fitted with a least-squares slope over both windows together. A gap that neither
+    changes between the windows nor has a slope says a longer run of the same schedule
+    would most likely not close it; one that shrinks says it might. Each lambda with
+    two or more seeds also gets the mean over seeds with a t-interval over the seeds.
+    """
+    base_units = by_lambda.get(0.0, {})
+    header = [
+        "epochs",
+        f"gap, earlier {GAP_WINDOW} epochs",
+        f"gap, last {GAP_WINDOW} epochs",
+        "slope of the gap (both windows)",
+    ]
+    rows = []
+    per_lambda = {}
+    for lam in sorted(by_lambda):
+        if lam == 0.0:
+            continue
+        for seed, state in sorted(by_lambda[lam].items()):
+            base = base_units.get(seed)
+            if base is None:
+                continue
+            ours = {r["epoch"]: r[key] for r in state.get("epochs", [])}
+            theirs = {r["epoch"]: r[key] for r in base.get("epochs", [])}
+            both = sorted(set(ours) & set(theirs))
+            if len(both) < 2 * GAP_WINDOW:
+                continue
+            epochs = both[-2 * GAP_WINDOW :]
+            gap = [100 * (ours[e] - theirs[e]) for e in epochs]
+            early = sum(gap[:GAP_WINDOW]) / GAP_WINDOW
+            late = sum(gap[GAP_WINDOW:]) / GAP_WINDOW
+            slope, half = sweep_common.slope_interval(epochs, gap)
+            values = per_lambda.setdefault(lam, ([], [], []))
+            for column, value in zip(values, (early, late, slope)):
+                column.append(value)
+            windows = f"{epochs[0]}-{epochs[GAP_WINDOW - 1]} / {epochs[GAP_WINDOW]}-{epochs[-1]}"
+            rows.append(
+                f"| {lam:g} | {seed} | {windows} | {early:+.1f} | {late:+.1f} | "
+                f"{slope:+.3f} ± {half:.3f} |"
+            )
+        values = per_lambda.get(lam)
+        if values and len(values[0]) >= 2:
+            early, late, slope = (sweep_common.t_interval(v) for v in values)
+            rows.append(
+                f"| {lam:g} | mean of {len(values[0])} | – "
+                f"| {early[0]:+.1f} ± {early[1]:.1f} "
+                f"| {late[0]:+.1f} ± {late[1]:.1f} | {slope[0]:+.3f} ± {slope[1]:.3f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Paired {label} gap (lambda minus lambda 0, same seed, points) over the final "
+        f"epochs: the mean gap in two windows of {GAP_WINDOW} epochs and the "
+        "least-squares slope of the per-epoch gap in points per epoch ± 95% "
+        "t-interval:",
+        "",
+        *table_head(["lambda", "seed", *header]),
+        *rows,
+    ]
+
+
 def load_states(out, record=None):
     """Unit states of ``out``, plus finished units of ``record`` (which take precedence:
     a recorded unit is finished, a unit folder may hold an unfinished rerun)."""
@@ -325,6 +397,7 @@ def summarize(out, assets=None, record=None):
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     lines += unit_rows(by_lambda, columns, percent)
     lines += plateau_rows(by_lambda)
+    lines += paired_gap_rows(by_lambda)
     table = "\n".join(lines)
     os.makedirs(out, exist_ok=True)
     atomic_write_text(os.path.join(out, "summary.md"), table + "\n")

@@ -92,6 +92,33 @@ def test_plateau_rows_average_the_seeds_slopes_with_an_interval_over_seeds():
     assert not [line for line in single if "mean of" in line]
 
 
+def test_paired_gap_rows_follow_the_gap_to_lambda_0_over_two_windows():
+    def unit(offset, shrink=0.0, epochs=30):
+        rows = [
+            {"epoch": e, "heldout_robust": (20 + offset + shrink * e) / 100}
+            for e in range(1, epochs + 1)
+        ]
+        return {"epochs": rows}
+
+    # Seed 0: a gap of -1 point that does not change; seed 1: a gap of -3 + 0.1 * e
+    # (-1.45 over epochs 11-20, -0.45 over 21-30, slope +0.1). Seed 2 has no
+    # lambda-0 partner and seed 3's partner is too short: neither gives a row.
+    by_lambda = {
+        0.0: {0: unit(0), 1: unit(0), 3: unit(0, epochs=15)},
+        0.1: {0: unit(-1), 1: unit(-3, shrink=0.1), 2: unit(-1), 3: unit(-1)},
+    }
+    lines = results.plateau_rows({}) + results.paired_gap_rows(by_lambda)
+    rows = [line.split(" | ") for line in lines if line.startswith("| 0.1 |")]
+    assert [row[1] for row in rows] == ["0", "1", "mean of 2"]
+    assert rows[0][2:] == ["11-20 / 21-30", "-1.0", "-1.0", "+0.000 ± 0.000 |"]
+    assert rows[1][3:5] == ["-1.5", "-0.5"] and rows[1][5].startswith("+0.100 ± ")
+    # Mean over the two seeds with a t-interval of one degree of freedom: the
+    # half-width is 12.706 * |a - b| / 2 for two values a, b.
+    assert rows[2][3] == f"-1.2 ± {12.706 * 0.45 / 2:.1f}"  # -1.0 and -1.45
+    assert rows[2][4] == f"-0.7 ± {12.706 * 0.55 / 2:.1f}"  # -1.0 and -0.45
+    assert results.paired_gap_rows({0.0: {0: unit(0)}}) == []
+
+
 def test_interleaved_balanced_prefixes_and_exclusion():
     labels = np.repeat(np.arange(10), 50)
     idx = sweep_common.interleaved_balanced(labels, 200, seed=3)
