@@ -283,38 +283,83 @@ def code_line(states):
     return f"**The units ran different code, so the pairing is broken:** {parts}."
 
 
+def paired_difference(unit, base, columns, percent):
+    """``{column: value}``: one unit against its lambda-0 partner of the same seed.
+
+    Accuracy columns (``percent(column)``) give ``unit - base`` (a fraction); the
+    others (sigma, Lipschitz estimates, bounds, whose scale differs by orders of
+    magnitude between layers and lambdas) ``unit / base - 1``. Held-out columns of a
+    unit still training are compared with lambda 0 at the same epoch, never at lambda
+    0's later (better) epoch. A column either unit lacks, or a relative change from a
+    zero baseline (undefined), is left out.
+    """
+    common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
+    m = unit_metrics(unit, common or None)
+    b = unit_metrics(base, common or None)
+    diff = {}
+    for col in columns:
+        if col not in m or col not in b:
+            continue
+        if percent(col):
+            diff[col] = m[col] - b[col]
+        elif b[col]:
+            diff[col] = m[col] / b[col] - 1.0
+    return diff
+
+
+def paired_by_seed(by_lambda, columns, percent):
+    """``{lambda: {seed: paired_difference}}`` for every unit with a lambda-0 partner."""
+    if 0.0 not in by_lambda or len(by_lambda) < 2:
+        return {}
+    return {
+        lam: {
+            seed: paired_difference(unit, by_lambda[0.0][seed], columns, percent)
+            for seed, unit in sorted(units.items())
+            if seed in by_lambda[0.0]
+        }
+        for lam, units in by_lambda.items()
+        if lam != 0.0
+    }
+
+
 def paired_differences(by_lambda, columns, percent):
     """``{lambda: {column: [one value per seed]}}`` against lambda 0 of the same seed.
 
-    Accuracy columns (``percent(column)``) give ``lambda - lambda 0`` (a fraction);
-    the others (sigma, Lipschitz estimates, bounds, whose scale differs by orders of
-    magnitude between layers and lambdas) ``lambda / lambda 0 - 1``. Held-out columns
-    of a unit still training are compared with lambda 0 at the same epoch, never at
-    lambda 0's later (better) epoch. Empty without lambda 0 or another lambda.
+    See ``paired_difference`` for the form of each value. Empty without lambda 0 or
+    another lambda.
     """
-    if 0.0 not in by_lambda or len(by_lambda) < 2:
-        return {}
-    paired = {}
-    for lam, units in by_lambda.items():
-        if lam == 0.0:
-            continue
-        per_column = {col: [] for col in columns}
-        for seed, unit in sorted(units.items()):
-            base = by_lambda[0.0].get(seed)
-            if base is None:
-                continue
-            common = min(len(unit.get("epochs", [])), len(base.get("epochs", [])))
-            m = unit_metrics(unit, common or None)
-            b = unit_metrics(base, common or None)
-            for col in columns:
-                if col not in m or col not in b:
-                    continue
-                if percent(col):
-                    per_column[col].append(m[col] - b[col])
-                elif b[col]:  # a relative change from 0 is undefined: left out
-                    per_column[col].append(m[col] / b[col] - 1.0)
-        paired[lam] = per_column
-    return paired
+    return {
+        lam: {
+            col: [diff[col] for _, diff in sorted(seeds.items()) if col in diff]
+            for col in columns
+        }
+        for lam, seeds in paired_by_seed(by_lambda, columns, percent).items()
+    }
+
+
+def paired_unit_rows(by_lambda, columns, percent):
+    """Markdown lines: every seed's paired difference (the values behind the means)."""
+    by_seed = paired_by_seed(by_lambda, columns, percent)
+    if not by_seed:
+        return []
+    lines = [
+        "",
+        "Paired differences per seed (same units as above):",
+        "",
+        *table_head(["lambda", "seed", *columns]),
+    ]
+    for lam, seeds in sorted(by_seed.items()):
+        for seed, diff in seeds.items():
+            cells = [
+                "–"
+                if col not in diff
+                else f"{100 * diff[col]:+.1f}"
+                if percent(col)
+                else f"{100 * diff[col]:+.1f}%"
+                for col in columns
+            ]
+            lines.append(f"| {lam:g} | {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summarize(out, assets=None, record=None):
@@ -395,6 +440,7 @@ def summarize(out, assets=None, record=None):
                 for col in columns
             ]
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+    lines += paired_unit_rows(by_lambda, columns, percent)
     lines += unit_rows(by_lambda, columns, percent)
     lines += plateau_rows(by_lambda)
     lines += paired_gap_rows(by_lambda)

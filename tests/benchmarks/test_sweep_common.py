@@ -226,6 +226,15 @@ def test_summary_pairs_units_by_seed(tmp_path):
     # sigma is paired as a relative change: -50%, -75%, 0%.
     mean, half = sweep_common.t_interval([-50.0, -75.0, 0.0])
     assert f"{mean:.1f}% ± {half:.1f}% (n=3)" in paired
+    # The values behind the means, one row per seed: held-out clean, held-out PGD-10,
+    # sigma, clean, PGD-20, CW-20 of this unit minus (or relative to) lambda 0's.
+    per_seed = text.split("Paired differences per seed")[1].split("Per unit")[0]
+    rows = [line for line in per_seed.splitlines() if line.startswith("| 0.01 |")]
+    assert rows == [
+        "| 0.01 | 0 | +0.0 | +1.0 | -50.0% | +0.0 | +1.0 | +1.0 |",
+        "| 0.01 | 1 | +0.0 | +2.0 | -75.0% | +0.0 | +2.0 | +2.0 |",
+        "| 0.01 | 2 | +0.0 | +0.0 | +0.0% | +0.0 | +0.0 | +0.0 |",
+    ]
     for figure in ("heldout_pgd_per_epoch.png", "paired_differences.png"):
         assert os.path.exists(os.path.join(out, figure))
 
