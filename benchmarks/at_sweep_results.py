@@ -123,8 +123,9 @@ def plateau_rows(by_lambda):
     PGD-10 and clean accuracy, in points per epoch with a 95% interval: an interval
     that holds 0 means no measurable rise within the noise of the per-epoch
     estimates. Each lambda with two or more seeds also gets a row with the mean of
-    its seeds' slopes and a t-interval over the seeds. A flat end of a cosine schedule says training has converged at this
-    schedule, not that a longer schedule could not do better.
+    its seeds' slopes and a t-interval over the seeds. A flat end of a cosine
+    schedule says training has converged at this schedule, not that a longer
+    schedule could not do better.
     """
     windows = ", ".join(f"last {w}" for w in PLATEAU_WINDOWS)
     header = [
@@ -214,7 +215,8 @@ def paired_gap_rows(by_lambda, key="heldout_robust", label="held-out PGD-10"):
             values = per_lambda.setdefault(lam, ([], [], []))
             for column, value in zip(values, (early, late, slope)):
                 column.append(value)
-            windows = f"{epochs[0]}-{epochs[GAP_WINDOW - 1]} / {epochs[GAP_WINDOW]}-{epochs[-1]}"
+            earlier, last = epochs[:GAP_WINDOW], epochs[GAP_WINDOW:]
+            windows = f"{earlier[0]}-{earlier[-1]} / {last[0]}-{last[-1]}"
             rows.append(
                 f"| {lam:g} | {seed} | {windows} | {early:+.1f} | {late:+.1f} | "
                 f"{slope:+.3f} ± {half:.3f} |"
